@@ -1,0 +1,269 @@
+"""The window planner: which slice of the source the next run loads.
+
+Boundary rules (the exactly-once argument; tests/unit/test_window_properties.py checks them):
+
+* A gte item loads contiguous windows. The first starts at ``startvalue``; each next
+  one starts at the successor of the watermark, the last loaded upper bound
+  (integer +1, date +1 day, timestamp +1 microsecond). Strings have no successor,
+  so a string window starts just after the watermark: ``gte w`` AND ``noteq w``.
+* DMS has no strict less-than (``ste`` is an alias of ``lte``), ``between`` is
+  inclusive and ``notbetween`` excludes both ends; filters on one selection rule
+  are ANDed (CHAP_Tasks.CustomizingTasks.Filters.html). A bounded window
+  ``[lower, upper]`` of integers, dates and timestamps is therefore written as
+  ``gte lower`` AND ``notbetween(successor(upper), MAX)``: everything from the
+  exclusive upper bound up to the largest value of the kind is left out. For
+  timestamps the exclusive bound is a whole second, so the filter never depends
+  on how DMS or the source handles fractional seconds, and a row at
+  ``upper + 0.5 microsecond`` on a finer-grained source still falls in exactly one
+  window.
+* Timestamps are compared in UTC; values written with an offset are converted,
+  values without one are taken as UTC.
+* Time-based windows end a safety lag behind ``now`` (rounded down to the second
+  for timestamps, to the previous whole day for dates) so rows committed late
+  with an earlier value are not skipped.
+* Integer and string windows end at the source maximum when the caller knows it;
+  otherwise the upper bound is open at planning time and the watermark becomes
+  the largest value actually loaded (``resolve_watermark``).
+* An ``endvalue`` on a gte item caps every window: loading stops there.
+* Every other operator is a one-shot filter: its slice is loaded once, the
+  watermark becomes ``"loaded"`` and later runs skip the item until the
+  watermark attribute is removed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from deltaload.items import ONE_SHOT_LOADED, ControllerItem, FilterOperator
+from deltaload.values import (
+    KIND_MAX,
+    ColumnKind,
+    canonical,
+    format_timestamp,
+    predecessor,
+    sort_key,
+    successor,
+)
+
+DEFAULT_SAFETY_LAG_SECONDS = 300
+
+Filter = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class WindowPlan:
+    """The slice the next run loads, the DMS filters that select it, and what to record."""
+
+    table: str
+    kind: ColumnKind
+    mode: Literal["incremental", "one-shot"]
+    lower: str | None
+    upper: str | None
+    lower_exclusive: bool = False
+    filters: list[Filter] = field(default_factory=list)
+    empty: bool = False
+    skip_reason: str | None = None
+    next_watermark: str | None = None
+    previous_watermark: str | None = None
+
+    @property
+    def is_open(self) -> bool:
+        """True when the upper bound is only known after the load (from the loaded data)."""
+        return self.mode == "incremental" and self.upper is None
+
+    @property
+    def loads_nothing(self) -> bool:
+        """True when the run should not start DMS at all."""
+        return self.empty or self.skip_reason is not None
+
+    def describe(self) -> str:
+        """A one-line human description of the window."""
+        if self.skip_reason:
+            return f"nothing to load: {self.skip_reason}"
+        if self.mode == "one-shot":
+            return "one-shot filter " + " AND ".join(_describe_filter(f) for f in self.filters)
+        left = "(" if self.lower_exclusive else "["
+        upper = self.upper if self.upper is not None else "max loaded value"
+        text = f"{left}{self.lower}, {upper}]"
+        return f"{text} (empty)" if self.empty else text
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able form for the state machine's state document."""
+        data = asdict(self)
+        data["kind"] = self.kind.value
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> WindowPlan:
+        """The inverse of ``to_dict``."""
+        return cls(**{**data, "kind": ColumnKind(data["kind"])})
+
+
+def plan_window(
+    item: ControllerItem,
+    now: datetime,
+    source_max: str | None = None,
+    default_safety_lag: int = DEFAULT_SAFETY_LAG_SECONDS,
+) -> WindowPlan:
+    """Plan the next window of ``item`` at ``now`` (aware), optionally knowing the source max."""
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware")
+    if item.is_incremental:
+        lag = item.safety_lag_seconds if item.safety_lag_seconds is not None else default_safety_lag
+        return _incremental(item, now.astimezone(UTC), source_max, lag)
+    return _one_shot(item)
+
+
+def resolve_watermark(plan: WindowPlan, loaded_max: str | None) -> str | None:
+    """The watermark to record after a successful load of ``plan``."""
+    if plan.skip_reason is not None or plan.empty:
+        return plan.previous_watermark
+    if not plan.is_open:
+        return plan.next_watermark
+    if loaded_max is None:
+        return plan.previous_watermark  # nothing arrived: the next window starts where this one did
+    loaded = canonical(plan.kind, loaded_max)
+    if plan.lower is not None and sort_key(plan.kind, loaded) < sort_key(plan.kind, plan.lower):
+        raise ValueError(
+            f"table {plan.table!r}: loaded maximum {loaded!r} lies below the window's lower "
+            f"bound {plan.lower!r}; the load did not respect the window filter"
+        )
+    return loaded
+
+
+def _incremental(
+    item: ControllerItem, now: datetime, source_max: str | None, lag_seconds: int
+) -> WindowPlan:
+    kind = item.filter_column_type
+    previous = item.watermark
+    if previous is None:
+        lower, exclusive = item.start_value, False
+    elif kind is ColumnKind.STRING:
+        lower, exclusive = previous, True
+    else:
+        lower, exclusive = successor(kind, previous), False
+
+    upper = _upper_bound(kind, now, lag_seconds, source_max)
+    if item.end_value is not None and (
+        upper is None or sort_key(kind, item.end_value) < sort_key(kind, upper)
+    ):
+        upper = item.end_value
+
+    empty = upper is not None and _after(kind, lower, exclusive, upper)
+    return WindowPlan(
+        table=item.target_table_name,
+        kind=kind,
+        mode="incremental",
+        lower=lower,
+        upper=upper,
+        lower_exclusive=exclusive,
+        filters=[] if empty else _window_filters(item.filter_column, kind, lower, exclusive, upper),
+        empty=empty,
+        next_watermark=previous if empty else upper,
+        previous_watermark=previous,
+    )
+
+
+def _upper_bound(
+    kind: ColumnKind, now: datetime, lag_seconds: int, source_max: str | None
+) -> str | None:
+    """The inclusive upper bound the clock (or the source maximum) allows."""
+    behind = now - timedelta(seconds=lag_seconds)
+    if kind is ColumnKind.TIMESTAMP:
+        cutoff = behind.replace(microsecond=0)  # exclusive, a whole second
+        return predecessor(kind, format_timestamp(cutoff))
+    if kind is ColumnKind.DATE:
+        return predecessor(kind, behind.date().isoformat())  # today is still filling up
+    return canonical(kind, source_max) if source_max is not None else None
+
+
+def _after(kind: ColumnKind, lower: str | None, exclusive: bool, upper: str) -> bool:
+    """True when no value can satisfy lower (<) <= value <= upper."""
+    if lower is None:
+        return False
+    low, high = sort_key(kind, lower), sort_key(kind, upper)
+    return low >= high if exclusive else low > high
+
+
+def _window_filters(
+    column: str, kind: ColumnKind, lower: str | None, exclusive: bool, upper: str | None
+) -> list[Filter]:
+    filters: list[Filter] = []
+    if lower is not None:
+        filters.append(_filter(column, {"filter-operator": "gte", "value": lower}))
+        if exclusive:
+            filters.append(_filter(column, {"filter-operator": "noteq", "value": lower}))
+    if upper is not None and upper != KIND_MAX.get(kind):
+        if kind is ColumnKind.STRING:
+            filters.append(_filter(column, {"filter-operator": "lte", "value": upper}))
+        else:
+            filters.append(
+                _filter(
+                    column,
+                    {
+                        "filter-operator": "notbetween",
+                        "start-value": successor(kind, upper),
+                        "end-value": KIND_MAX[kind],
+                    },
+                )
+            )
+    return filters
+
+
+def _one_shot(item: ControllerItem) -> WindowPlan:
+    operator = item.filter_operator
+    if item.watermark == ONE_SHOT_LOADED:
+        return WindowPlan(
+            table=item.target_table_name,
+            kind=item.filter_column_type,
+            mode="one-shot",
+            lower=None,
+            upper=None,
+            skip_reason=(
+                f"the one-shot {operator.value} filter was already loaded; remove the "
+                "watermark attribute from the item to load it again"
+            ),
+            next_watermark=ONE_SHOT_LOADED,
+            previous_watermark=ONE_SHOT_LOADED,
+        )
+    condition: Filter = {"filter-operator": operator.value}
+    if operator in (FilterOperator.BETWEEN, FilterOperator.NOTBETWEEN):
+        condition |= {"start-value": item.start_value, "end-value": item.end_value}
+    elif item.start_value is not None:
+        condition["value"] = item.start_value
+    lower, upper = _one_shot_bounds(item)
+    return WindowPlan(
+        table=item.target_table_name,
+        kind=item.filter_column_type,
+        mode="one-shot",
+        lower=lower,
+        upper=upper,
+        filters=[_filter(item.filter_column, condition)],
+        next_watermark=ONE_SHOT_LOADED,
+        previous_watermark=item.watermark,
+    )
+
+
+def _one_shot_bounds(item: ControllerItem) -> tuple[str | None, str | None]:
+    operator = item.filter_operator
+    if operator is FilterOperator.BETWEEN:
+        return item.start_value, item.end_value
+    if operator in (FilterOperator.LTE, FilterOperator.STE):
+        return None, item.start_value
+    if operator is FilterOperator.EQ:
+        return item.start_value, item.start_value
+    return None, None
+
+
+def _filter(column: str, condition: Filter) -> Filter:
+    return {"filter-type": "source", "column-name": column, "filter-conditions": [condition]}
+
+
+def _describe_filter(f: Filter) -> str:
+    parts = []
+    for c in f["filter-conditions"]:
+        values = [c[k] for k in ("value", "start-value", "end-value") if k in c]
+        parts.append(f"{f['column-name']} {c['filter-operator']} {' '.join(map(repr, values))}")
+    return " OR ".join(parts).strip()
