@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from deltaload.items import ControllerItem, parse_item
@@ -56,7 +56,6 @@ def assert_partition(windows: list[WindowPlan], kind: ColumnKind, start: str, ca
             assert hits == 0, f"{value!r} precedes the start but was selected"
 
 
-@settings(max_examples=150, deadline=None)
 @given(
     start=st.integers(-1000, 1000),
     maxima=st.lists(st.integers(-50, 200), min_size=1, max_size=8),
@@ -73,7 +72,6 @@ def test_integer_windows_partition_the_line(start, maxima):
     assert_partition(windows, ColumnKind.INTEGER, str(start), candidates)
 
 
-@settings(max_examples=150, deadline=None)
 @given(
     start_us=st.integers(0, 10**12),
     steps_us=st.lists(st.integers(0, 5 * 10**9), min_size=1, max_size=8),
@@ -101,7 +99,6 @@ def test_timestamp_windows_partition_the_line(start_us, steps_us, lag, probes):
     assert_partition(windows, ColumnKind.TIMESTAMP, start, candidates)
 
 
-@settings(max_examples=100, deadline=None)
 @given(
     start_day=st.integers(0, 3000),
     steps_h=st.lists(st.integers(0, 24 * 10), min_size=1, max_size=8),
@@ -125,7 +122,6 @@ def test_date_windows_partition_the_line(start_day, steps_h, lag):
     assert_partition(windows, ColumnKind.DATE, start, candidates)
 
 
-@settings(max_examples=150, deadline=None)
 @given(
     maxima=st.lists(st.text(alphabet="abcz0", min_size=1, max_size=4), min_size=1, max_size=8),
     probes=st.lists(st.text(alphabet="abcz0", max_size=5), max_size=60),
@@ -139,7 +135,6 @@ def test_string_windows_partition_the_line(maxima, probes):
     assert_partition(windows, ColumnKind.STRING, start, candidates)
 
 
-@settings(max_examples=150, deadline=None)
 @given(batches=st.lists(st.integers(0, 30), min_size=1, max_size=10))
 def test_open_integer_windows_load_each_inserted_row_once(batches):
     """Without a source maximum, a monotonic key is loaded exactly once across runs."""

@@ -1,0 +1,50 @@
+# Every target sets up what it needs: on a fresh clone `make demo` and `make test` just work.
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+
+.PHONY: help venv test test-fast test-large lint format lint-template demo bench ci clean
+
+help:  ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	rm -f $(VENV)/.installed-* && touch $@
+
+venv: $(STAMP)  ## Create .venv with deltaload, the local runtime and the dev tools
+
+test: $(STAMP)  ## Run the whole test suite (server tests skip when no server is reachable)
+	$(BIN)/pytest
+
+test-fast: $(STAMP)  ## Unit tests only
+	$(BIN)/pytest tests/unit -q
+
+test-large: $(STAMP)  ## The long property-based and scale profiles
+	DELTALOAD_HYPOTHESIS_PROFILE=large $(BIN)/pytest -m "slow or not slow"
+
+lint: $(STAMP)  ## ruff lint and format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)  ## Apply ruff's formatting and safe fixes
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+lint-template:  ## sam validate --lint, cfn-lint, sam build and checkov on template.yaml
+	bash scripts/lint_template.sh
+
+demo: $(STAMP)  ## Load the demo orders table offline and show what each run loaded
+	$(BIN)/deltaload demo
+
+bench: $(STAMP)  ## Benchmarks: the replication engine and a 300-table tick
+	$(BIN)/python benchmarks/bench_engine.py
+
+ci: lint lint-template  ## What .ci/run runs
+	DELTALOAD_REQUIRE_SERVERS=1 $(MAKE) test
+
+clean:  ## Remove the virtual environments, build output and local state
+	rm -rf $(VENV) .tools .aws-sam .deltaload
