@@ -1,0 +1,377 @@
+"""The ``deltaload`` command line.
+
+Exit codes: 0 success; 1 a table failed, an item is invalid or a command could
+not finish (the message says why); 2 the command line itself was wrong.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from deltaload.errors import DeltaloadError, InvalidItemError
+from deltaload.items import RUN_STATE_ATTRIBUTES, load_items, parse_item, to_dynamodb
+
+app = typer.Typer(
+    help="Metadata-driven delta loads into an S3 data lake, deployed with SAM or run offline.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+errors = Console(stderr=True)
+
+
+class Options:
+    """Options shared by every command (set by the callback)."""
+
+    state_dir: Path = Path(".deltaload")
+    source: str | None = None
+    sqlite_schema: str = "dwh"
+    project_root: Path | None = None
+
+
+def project_root() -> Path:
+    """Where template.yaml lives: --project-root, else the working folder or the checkout."""
+    if Options.project_root:
+        return Options.project_root
+    for folder in (Path.cwd(), *Path.cwd().parents):
+        if (folder / "template.yaml").is_file() and (folder / "statemachine").is_dir():
+            return folder
+    checkout = Path(__file__).resolve().parents[2]
+    if (checkout / "template.yaml").is_file():
+        return checkout
+    raise typer.BadParameter("cannot find template.yaml; pass --project-root")
+
+
+@app.callback()
+def main_options(
+    state_dir: Annotated[
+        Path,
+        typer.Option(
+            envvar="DELTALOAD_STATE_DIR", help="Local state folder (items, history, lake)."
+        ),
+    ] = Path(".deltaload"),
+    source: Annotated[
+        str | None,
+        typer.Option(
+            envvar="DELTALOAD_SOURCE_URL",
+            help="Source database URL: sqlite:///file, postgresql://user@host/db, "
+            "mysql+pymysql://user@host/db. Default: the demo SQLite file in the state folder.",
+        ),
+    ] = None,
+    sqlite_schema: Annotated[
+        str, typer.Option(help="The schema name a SQLite source answers to.")
+    ] = "dwh",
+    project: Annotated[
+        Path | None,
+        typer.Option("--project-root", help="Folder with template.yaml and statemachine/."),
+    ] = None,
+) -> None:
+    """Offline by default: AWS is emulated in-process and a local engine stands in for DMS."""
+    Options.state_dir = state_dir
+    Options.source = source
+    Options.sqlite_schema = sqlite_schema
+    Options.project_root = project
+
+
+def runtime(**kwargs: Any) -> Any:
+    """Open the local runtime with the shared options."""
+    from deltaload.local.runtime import LocalRuntime, Source
+
+    source = (
+        Source.from_url(Options.source, schema=Options.sqlite_schema) if Options.source else None
+    )
+    return LocalRuntime(project_root(), Options.state_dir, source, **kwargs)
+
+
+def fail(message: str) -> typer.Exit:
+    """Print an error and return the exit to raise."""
+    errors.print(f"[red]error:[/red] {message}", highlight=False)
+    return typer.Exit(1)
+
+
+def read_item_files(files: list[Path]) -> tuple[list[dict[str, Any]], list[str]]:
+    """Every item in the files, plus one message per invalid item or unreadable file."""
+    valid: list[dict[str, Any]] = []
+    problems: list[str] = []
+    for file in files:
+        try:
+            document = json.loads(file.read_text())
+        except (OSError, json.JSONDecodeError) as error:
+            problems.append(f"{file}: cannot read JSON: {error}")
+            continue
+        for raw in load_items(document):
+            try:
+                valid.append(parse_item(raw).to_plain())
+            except InvalidItemError as error:
+                problems.append(f"{file}: {error}")
+    return valid, problems
+
+
+# -- validate / onboard --------------------------------------------------------------------------
+
+
+@app.command()
+def validate(
+    files: Annotated[list[Path], typer.Argument(help="Item files (plain or DynamoDB JSON).")],
+):
+    """Check controller items without writing anything."""
+    valid, problems = read_item_files(files)
+    for item in valid:
+        console.print(f"[green]ok[/green]   {item['targetTableName']}")
+    for problem in problems:
+        errors.print(f"[red]invalid[/red] {problem}", highlight=False)
+    if problems:
+        raise typer.Exit(1)
+
+
+@app.command()
+def onboard(
+    files: Annotated[list[Path], typer.Argument(help="Item files (plain or DynamoDB JSON).")],
+    stack: Annotated[str | None, typer.Option(help="Deployed stack whose table to write.")] = None,
+    table: Annotated[str | None, typer.Option(help="Controller table name to write.")] = None,
+    profile: Annotated[str | None, typer.Option(help="AWS profile (with --stack/--table).")] = None,
+    region: Annotated[str | None, typer.Option(help="AWS region (with --stack/--table).")] = None,
+    reset: Annotated[
+        bool,
+        typer.Option(help="Drop the recorded watermark and run state: reload from startvalue."),
+    ] = False,
+):
+    """Validate items, then put them into the controller table (local unless --stack/--table).
+
+    An item that already exists keeps its watermark and run state unless --reset is given;
+    nothing is written when any item is invalid, or while a table's run holds its lock.
+    """
+    valid, problems = read_item_files(files)
+    if problems:
+        for problem in problems:
+            errors.print(f"[red]invalid[/red] {problem}", highlight=False)
+        raise fail("nothing was written: fix the items above first")
+    if stack or table:
+        import boto3
+
+        session = boto3.Session(profile_name=profile, region_name=region)
+        name = table or _stack_output(session, stack or "", "ControllerTableName")
+        client = session.client("dynamodb")
+        for item in valid:
+            _put_preserving_state(client, name, item, reset)
+            console.print(f"onboarded {item['targetTableName']} into {name}")
+        return
+    with runtime() as rt:
+        for item in valid:
+            _put_preserving_state(rt.session.client("dynamodb"), rt.controller_table, item, reset)
+            console.print(f"onboarded {item['targetTableName']} (local)")
+        rt.save()
+
+
+def _stack_output(session: Any, stack: str, key: str) -> str:
+    outputs = session.client("cloudformation").describe_stacks(StackName=stack)["Stacks"][0]
+    for output in outputs.get("Outputs", []):
+        if output["OutputKey"] == key:
+            return str(output["OutputValue"])
+    raise fail(f"stack {stack!r} has no output {key}")
+
+
+def _put_preserving_state(client: Any, table_name: str, item: dict[str, Any], reset: bool) -> None:
+    from deltaload.items import from_dynamodb
+
+    key = {"targetTableName": {"S": item["targetTableName"]}}
+    existing = from_dynamodb(client.get_item(TableName=table_name, Key=key).get("Item", {}))
+    now = int(datetime.now(UTC).timestamp())
+    if existing.get("lockOwner") and float(existing.get("lockExpiresAt", 0)) > now:
+        raise fail(
+            f"{item['targetTableName']}: run {existing['lockOwner']} holds the lock; "
+            "onboard again when it has finished"
+        )
+    merged = {k: v for k, v in item.items() if k not in RUN_STATE_ATTRIBUTES}
+    if not reset:
+        merged |= {k: v for k, v in existing.items() if k in RUN_STATE_ATTRIBUTES}
+    merged.pop("lockOwner", None)
+    merged.pop("lockExpiresAt", None)
+    client.put_item(TableName=table_name, Item=to_dynamodb(merged))
+
+
+# -- plan / status / runs ------------------------------------------------------------------------
+
+
+@app.command()
+def plan(table: Annotated[str, typer.Argument(help="targetTableName of the item.")]):
+    """Show what the next run of TABLE would load: window, DMS table mapping, task settings."""
+    from deltaload.mapping import table_mapping, task_settings
+    from deltaload.window import plan_window
+
+    with runtime() as rt:
+        raw = rt.item(table)
+    if raw is None:
+        raise fail(f"no controller item {table!r}; see `deltaload status`")
+    try:
+        item = parse_item(raw)
+    except InvalidItemError as error:
+        raise fail(str(error)) from None
+    lag = int(os.environ.get("SAFETY_LAG_SECONDS", "300"))
+    window = plan_window(item, datetime.now(UTC), default_safety_lag=lag)
+    console.print(f"[bold]{table}[/bold]: {window.describe()}")
+    console.print(f"watermark now: {item.watermark or '(none: starts at startvalue)'}")
+    console.print("table mapping:")
+    console.print_json(json.dumps(table_mapping(item, window)))
+    console.print("task settings:")
+    console.print_json(json.dumps(task_settings(item)))
+
+
+@app.command()
+def status():
+    """Every table: active, watermark, last run, rows, state, lock."""
+    with runtime() as rt:
+        items = rt.items()
+    view = Table("table", "active", "filter", "watermark", "last run", "status", "rows", "lock")
+    for item in items:
+        view.add_row(
+            item["targetTableName"],
+            str(item.get("activeflag")),
+            f"{item.get('filtercolumn')} {item.get('filteroperator')} {item.get('startvalue', '')}",
+            str(item.get("watermark", "-")),
+            str(item.get("lastRunEndedAt") or item.get("lastRunStartedAt") or "-"),
+            str(item.get("lastRunStatus", "-")),
+            str(item.get("lastRunRows", "-")),
+            str(item.get("lockOwner", "")),
+        )
+    console.print(view if items else "no controller items yet: `deltaload onboard FILE`")
+
+
+@app.command()
+def runs(table: Annotated[str, typer.Argument(help="targetTableName of the item.")]):
+    """The run history of TABLE, oldest first."""
+    with runtime() as rt:
+        records = rt.history(table)
+    view = Table("run", "status", "window", "rows", "files", "watermark", "error")
+    for r in records:
+        window = r.get("window") or {}
+        view.add_row(
+            str(r.get("runId")),
+            str(r.get("status")),
+            f"{window.get('lower', '')} .. {window.get('upper', '')}" if window else "-",
+            str(r.get("rows", "-")),
+            str(r.get("files", "-")),
+            str(r.get("watermark", "-")),
+            str(r.get("error", "") or "")[:80],
+        )
+    console.print(view if records else f"no runs of {table!r} yet")
+
+
+# -- run / invoke --------------------------------------------------------------------------------
+
+
+@app.command()
+def run(
+    tables: Annotated[
+        list[str] | None, typer.Argument(help="Limit the tick to these tables.")
+    ] = None,
+):
+    """One scheduled tick: the starter, then every execution to its end."""
+    with runtime() as rt:
+        result = tick_with_progress(rt, tables or None)
+    print_tick(result)
+    if result.failed or result.starter.get("invalid"):
+        raise typer.Exit(1)
+
+
+def tick_with_progress(rt: Any, tables: list[str] | None) -> Any:
+    """Run a tick with a live per-table view."""
+    with Live(console=console, refresh_per_second=4, transient=True) as live:
+
+        def show(results: list[Any]) -> None:
+            view = Table("table", "status", "step")
+            for r in results:
+                view.add_row(r.table, r.status, _current_step(rt, r))
+            live.update(view)
+
+        return rt.tick(tables, progress=show)
+
+
+def _current_step(rt: Any, result: Any) -> str:
+    if result.status != "RUNNING":
+        return ""
+    arn = f"{rt.state_machine_arn.replace(':stateMachine:', ':execution:')}:{result.name}"
+    try:
+        events = rt.execution_history(arn)
+    except Exception:  # progress is best effort; the tick itself reports the outcome
+        return ""
+    entered = [e for e in events if e["type"].endswith("StateEntered")]
+    return entered[-1]["stateEnteredEventDetails"]["name"] if entered else ""
+
+
+def print_tick(result: Any) -> None:
+    """The summary of a tick."""
+    starter = result.starter
+    for entry in starter.get("invalid", []):
+        errors.print(f"[red]invalid[/red] {entry['table']}: {entry['errors']}", highlight=False)
+    for entry in starter.get("skipped", []) + starter.get("deferred", []):
+        console.print(f"[yellow]skipped[/yellow] {entry['table']}: {entry.get('reason', '')}")
+    view = Table("table", "result", "window", "rows", "files", "watermark")
+    for execution in result.executions:
+        out = execution.output.get("summary") or execution.output
+        view.add_row(
+            execution.table,
+            _result_text(execution),
+            str(out.get("window", "")),
+            str(out.get("rows", "")),
+            str(out.get("files", "")),
+            str(out.get("watermark", "")),
+        )
+    if result.executions:
+        console.print(view)
+    elif not starter.get("invalid"):
+        console.print("no active tables to load")
+
+
+def _result_text(execution: Any) -> str:
+    if execution.status == "SUCCEEDED":
+        return "[green]loaded[/green]" if not execution.output.get("skipped") else "skipped"
+    cause = execution.cause or execution.error or execution.status
+    return f"[red]{execution.status}[/red] {str(cause)[:120]}"
+
+
+@app.command()
+def invoke(
+    function: Annotated[
+        str, typer.Argument(help="Logical id in template.yaml, e.g. StarterFunction.")
+    ],
+    event: Annotated[Path | None, typer.Option(help="JSON event file (default: {}).")] = None,
+):
+    """Invoke one function of the template offline, as `sam local invoke` would."""
+    payload = json.loads(event.read_text()) if event else {}
+    with runtime() as rt:
+        result = rt.invoke(function, payload)
+    console.print_json(json.dumps(result, default=str))
+
+
+@app.command()
+def demo(
+    rows: Annotated[int, typer.Option(help="Rows in the demo orders table.")] = 1000,
+):
+    """Load the demo orders table twice, with inserts and updates in between."""
+    from deltaload.local.demo import run_demo
+
+    run_demo(console, runtime, Options.state_dir, rows)
+
+
+def main() -> None:
+    """Entry point of the `deltaload` script."""
+    try:
+        app()
+    except DeltaloadError as error:
+        errors.print(f"[red]error:[/red] {error}", highlight=False)
+        raise SystemExit(1) from None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,574 @@
+"""The offline runtime: the real template, state machine and handlers, with AWS in-process.
+
+moto emulates DynamoDB, S3, SNS, Secrets Manager and Step Functions (executing
+the real definition from ``statemachine/``); Lambda Invoke calls are answered
+in-process by the template's handlers and DMS calls by the local replication
+engine, both through botocore's ``before-send`` event, so the handlers' boto3
+code is the code that runs in AWS. State persists in a folder between commands.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from io import BytesIO
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+from urllib.parse import unquote
+
+import boto3
+from botocore.awsrequest import AWSResponse
+
+from deltaload.errors import DeltaloadError
+from deltaload.local.dms import LocalDms, Timing
+from deltaload.local.persistence import StateFolder
+from deltaload.local.template import ACCOUNT, REGION, LocalFunction, Template
+
+# Short waits locally: the state machine takes every wait from the monitoring step.
+LOCAL_ENVIRONMENT = {
+    "POLL_INITIAL_SECONDS": "1",
+    "POLL_MAX_SECONDS": "2",
+    "POWERTOOLS_TRACE_DISABLED": "true",
+    "POWERTOOLS_METRICS_DISABLED": "true",
+    "POWERTOOLS_DEV": "false",
+}
+SOURCE_SECRET_NAME = "deltaload-local/source"
+
+
+class LocalRuntimeError(DeltaloadError):
+    """The offline runtime could not start or could not finish a command."""
+
+
+@dataclass(frozen=True)
+class Source:
+    """The database the local runtime loads from."""
+
+    engine: str  # sqlite | postgres | mysql
+    url: str  # a SQLAlchemy URL (sqlite:///path for SQLite)
+    schema: str = "dwh"  # the schema name a SQLite file answers to
+
+    @classmethod
+    def from_url(cls, url: str, schema: str = "dwh") -> Source:
+        """Infer the engine from a SQLAlchemy-style URL."""
+        scheme = url.split(":", 1)[0].split("+", 1)[0].lower()
+        engine = {
+            "sqlite": "sqlite",
+            "postgresql": "postgres",
+            "postgres": "postgres",
+            "mysql": "mysql",
+            "mariadb": "mysql",
+        }.get(scheme)
+        if engine is None:
+            raise LocalRuntimeError(
+                f"unsupported source URL scheme {scheme!r}: use sqlite:///path, "
+                "postgresql://user@host:port/db or mysql+pymysql://user@host:port/db"
+            )
+        return cls(engine=engine, url=url, schema=schema)
+
+    @property
+    def sqlite_path(self) -> str:
+        """The database file of a SQLite source."""
+        return self.url.split("///", 1)[1] if "///" in self.url else self.url
+
+    def secret(self) -> dict[str, Any]:
+        """The source secret in the shape DMS reads (plus the local-only url)."""
+        from sqlalchemy.engine import make_url
+
+        if self.engine == "sqlite":
+            return {"engine": "sqlite", "url": self.url}
+        parsed = make_url(self.url)
+        return {
+            "engine": self.engine,
+            "host": parsed.host or "127.0.0.1",
+            "port": parsed.port or (5432 if self.engine == "postgres" else 3306),
+            "username": parsed.username or "",
+            "password": parsed.password or "",
+            "dbname": parsed.database or "",
+            "url": self.url,
+        }
+
+
+@dataclass
+class ExecutionResult:
+    """How one table's run ended."""
+
+    table: str
+    name: str
+    status: str
+    output: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    cause: str | None = None
+
+
+@dataclass
+class TickResult:
+    """One scheduled tick: the starter's summary and every execution's end."""
+
+    starter: dict[str, Any]
+    executions: list[ExecutionResult]
+
+    @property
+    def failed(self) -> list[ExecutionResult]:
+        """Executions that did not succeed."""
+        return [e for e in self.executions if e.status != "SUCCEEDED"]
+
+
+class _Raw(BytesIO):
+    """A response body botocore can stream."""
+
+    def stream(self, **_: Any) -> Iterator[bytes]:
+        yield self.getvalue()
+
+
+class LocalRuntime:
+    """The whole application offline. Use as a context manager."""
+
+    def __init__(
+        self,
+        root: Path,
+        state_dir: Path,
+        source: Source | None = None,
+        *,
+        parameters: Mapping[str, str] | None = None,
+        environment: Mapping[str, str] | None = None,
+        timing: Timing | None = None,
+    ) -> None:
+        self.root = root.resolve()
+        self.state = StateFolder(state_dir)
+        self.source = source or Source.from_url(f"sqlite:///{self.state.path / 'source.sqlite'}")
+        self._parameters = dict(parameters or {})
+        self._environment = {**LOCAL_ENVIRONMENT, **(environment or {})}
+        self._timing = timing
+        self._mock: Any = None
+        self._saved_environ: dict[str, str | None] = {}
+        self._modules: dict[str, ModuleType] = {}
+        self._functions: dict[str, LocalFunction] = {}
+        self._invoke_lock = threading.Lock()
+        self.invocations: dict[str, int] = {}
+        self.template: Template
+        self.dms: LocalDms
+        self.session: boto3.Session
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def __enter__(self) -> LocalRuntime:
+        from moto import mock_aws
+
+        self._set_environ(
+            {
+                "AWS_ACCESS_KEY_ID": "local",
+                "AWS_SECRET_ACCESS_KEY": "local",
+                "AWS_SESSION_TOKEN": "local",
+                "AWS_DEFAULT_REGION": REGION,
+                "AWS_REGION": REGION,
+                "MOTO_ACCOUNT_ID": ACCOUNT,
+            }
+        )
+        self._mock = mock_aws(config={"stepfunctions": {"execute_state_machine": True}})
+        self._mock.start()
+        try:
+            boto3.setup_default_session(region_name=REGION)
+            self.session = boto3.DEFAULT_SESSION  # type: ignore[assignment]
+            (self.state.path / "tmp").mkdir(exist_ok=True)
+            self.dms = LocalDms(
+                self.session.client, timing=self._timing, workdir=self.state.path / "tmp"
+            )
+            self.dms.install(self.session.events)
+            self.session.events.register_first(
+                "before-send.lambda.Invoke", self._on_invoke, unique_id="deltaload-local-lambda"
+            )
+            self._build()
+        except Exception:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        try:
+            if getattr(self, "template", None) is not None and hasattr(self, "session"):
+                self.save()
+        finally:
+            if hasattr(self, "dms"):
+                self.dms.shutdown()
+            if self._mock is not None:
+                self._mock.stop()
+                self._mock = None
+            for name, value in self._saved_environ.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+            boto3.DEFAULT_SESSION = None
+
+    # -- resources -------------------------------------------------------------------------------
+
+    def _build(self) -> None:
+        secret = self.session.client("secretsmanager").create_secret(
+            Name=SOURCE_SECRET_NAME, SecretString=json.dumps(self.source.secret())
+        )
+        overrides = {"SourceSecretArn": secret["ARN"], **self._parameters}
+        self.template = Template.load(self.root, overrides)
+        t = self.template
+        for logical_id in t.of_type("AWS::DynamoDB::Table"):
+            self._create_table(logical_id)
+        for logical_id in t.of_type("AWS::S3::Bucket"):
+            self.session.client("s3").create_bucket(Bucket=t.physical_ids[logical_id])
+        for logical_id in t.of_type("AWS::SNS::Topic"):
+            arn = self.session.client("sns").create_topic(Name=t.arns[logical_id].split(":")[-1])
+            t.set_physical_id(logical_id, arn["TopicArn"])
+        for logical_id in t.of_type("AWS::DMS::ReplicationSubnetGroup"):
+            self._create_subnet_group(logical_id)
+        for logical_id in t.of_type("AWS::DMS::Endpoint"):
+            self._create_endpoint(logical_id)
+        environment: dict[str, str] = {}
+        for logical_id in t.of_type("AWS::Serverless::Function"):
+            function = t.function(logical_id)
+            self._functions[function.name] = function
+            self._functions[function.arn] = function
+            self._functions[logical_id] = function
+            environment.update(function.environment)
+        # Functions share one process here: their environments must agree.
+        self._set_environ({**environment, **self._environment})
+        for logical_id in t.of_type("AWS::Serverless::StateMachine"):
+            self._create_state_machine(logical_id)
+        self.state.restore(self)
+
+    def _create_table(self, logical_id: str) -> None:
+        props = self.template.properties(logical_id)
+        name = self.template.physical_ids[logical_id]
+        self.session.client("dynamodb").create_table(
+            TableName=name,
+            KeySchema=props["KeySchema"],
+            AttributeDefinitions=props["AttributeDefinitions"],
+            BillingMode="PAY_PER_REQUEST",
+        )
+
+    def _create_subnet_group(self, logical_id: str) -> None:
+        props = self.template.properties(logical_id)
+        identifier = props.get("ReplicationSubnetGroupIdentifier") or (
+            self.template.physical_ids[logical_id].lower()
+        )
+        self.session.client("dms").create_replication_subnet_group(
+            ReplicationSubnetGroupIdentifier=identifier,
+            ReplicationSubnetGroupDescription=props.get("ReplicationSubnetGroupDescription", "-"),
+            SubnetIds=[str(s) for s in props.get("SubnetIds", ["subnet-local"])],
+        )
+        self.template.set_physical_id(logical_id, identifier)
+
+    def _create_endpoint(self, logical_id: str) -> None:
+        """Create the template's source endpoint, pointed at the local source database."""
+        props = self.template.properties(logical_id)
+        identifier = props.get("EndpointIdentifier") or (
+            self.template.physical_ids[logical_id].lower()
+        )
+        request: dict[str, Any] = {
+            "EndpointIdentifier": identifier,
+            "EndpointType": props["EndpointType"],
+        }
+        settings_keys = ("PostgreSqlSettings", "MySqlSettings")
+        if self.source.engine == "sqlite":
+            request |= {
+                "EngineName": "sqlite",
+                "DatabaseName": self.source.sqlite_path,
+                "ExtraConnectionAttributes": f"schemaName={self.source.schema}",
+            }
+        else:
+            secret_settings = next(
+                (props[k] for k in (*settings_keys, "PostgreSQLSettings") if k in props), {}
+            )
+            key = "PostgreSQLSettings" if self.source.engine == "postgres" else "MySQLSettings"
+            request |= {
+                "EngineName": self.source.engine,
+                "DatabaseName": self.source.secret()["dbname"],
+                key: {
+                    "SecretsManagerSecretId": self.template.parameters["SourceSecretArn"],
+                    "SecretsManagerAccessRoleArn": secret_settings.get(
+                        "SecretsManagerAccessRoleArn", f"arn:aws:iam::{ACCOUNT}:role/local"
+                    ),
+                },
+            }
+        created = self.session.client("dms").create_endpoint(**request)["Endpoint"]
+        self.template.set_physical_id(logical_id, created["EndpointArn"])
+
+    def _create_state_machine(self, logical_id: str) -> None:
+        props = self.template.properties(logical_id)
+        definition = (self.root / props["DefinitionUri"]).read_text()
+        substitutions = props.get("DefinitionSubstitutions", {})
+
+        def substitute(match: Any) -> str:
+            name = match.group(1)
+            if name not in substitutions:
+                raise LocalRuntimeError(
+                    f"{props['DefinitionUri']} uses ${{{name}}} but {logical_id}'s "
+                    "DefinitionSubstitutions in template.yaml do not define it"
+                )
+            return str(substitutions[name])
+
+        import re
+
+        body = re.sub(r"\$\{([A-Za-z0-9_]+)\}", substitute, definition)
+        json.loads(body)  # a broken definition should fail here, with the file named
+        self.session.client("stepfunctions").create_state_machine(
+            name=self.template.arns[logical_id].split(":")[-1],
+            definition=body,
+            roleArn=f"arn:aws:iam::{ACCOUNT}:role/deltaload-local-states",
+        )
+
+    # -- Lambda, in-process ------------------------------------------------------------------------
+
+    def _on_invoke(self, request: Any, **_: Any) -> AWSResponse:
+        name = unquote(request.url.split("/functions/", 1)[1].split("/", 1)[0])
+        payload = json.loads(request.body or b"{}") if request.body else {}
+        status, body, error = self._run_handler(name, payload)
+        headers = {"Content-Type": "application/json", "X-Amz-Executed-Version": "$LATEST"}
+        if error:
+            headers["X-Amz-Function-Error"] = "Unhandled"
+        return AWSResponse(request.url, status, headers, _Raw(json.dumps(body).encode()))
+
+    def _run_handler(self, name: str, event: Any) -> tuple[int, Any, bool]:
+        function = self._functions.get(name)
+        if function is None:
+            body = {"Type": "User", "message": f"Function not found: {name}"}
+            return 404, body, False
+        handler = getattr(self._module(function), function.handler_name, None)
+        if handler is None:
+            raise LocalRuntimeError(
+                f"{function.logical_id}: {function.handler_file} defines no "
+                f"{function.handler_name!r}"
+            )
+        self.invocations[function.logical_id] = self.invocations.get(function.logical_id, 0) + 1
+        try:
+            return 200, handler(event, _Context(function)), False
+        except Exception as error:  # the Lambda runtime turns any exception into a FunctionError
+            return (
+                200,
+                {
+                    "errorMessage": str(error),
+                    "errorType": type(error).__name__,
+                    "stackTrace": traceback.format_exception(error),
+                },
+                True,
+            )
+
+    def _module(self, function: LocalFunction) -> ModuleType:
+        with self._invoke_lock:
+            if function.logical_id not in self._modules:
+                spec = importlib.util.spec_from_file_location(
+                    f"deltaload_function_{function.logical_id}", function.handler_file
+                )
+                if spec is None or spec.loader is None:
+                    raise LocalRuntimeError(f"cannot import {function.handler_file}")
+                module = importlib.util.module_from_spec(spec)
+                spec.loader.exec_module(module)
+                self._modules[function.logical_id] = module
+            return self._modules[function.logical_id]
+
+    # -- commands --------------------------------------------------------------------------------
+
+    def invoke(self, logical_id: str, event: Any) -> Any:
+        """Invoke one function of the template as `sam local invoke` would; returns its result."""
+        if logical_id not in self._functions:
+            known = sorted(k for k in self._functions if k[0].isupper() and ":" not in k)
+            raise LocalRuntimeError(f"template.yaml has no function {logical_id!r}; try {known}")
+        response = self.session.client("lambda").invoke(
+            FunctionName=self._functions[logical_id].name, Payload=json.dumps(event).encode()
+        )
+        result = json.loads(response["Payload"].read() or b"null")
+        if response.get("FunctionError"):
+            raise LocalRuntimeError(
+                f"{logical_id} failed: {result.get('errorType')}: {result.get('errorMessage')}"
+            )
+        return result
+
+    def tick(
+        self,
+        tables: list[str] | None = None,
+        *,
+        now: datetime | None = None,
+        progress: Callable[[list[ExecutionResult]], None] | None = None,
+        timeout: float = 600.0,
+    ) -> TickResult:
+        """One scheduled tick: run the starter, then wait for every execution it started."""
+        moment = now or datetime.now(UTC)
+        event: dict[str, Any] = {
+            "version": "0",
+            "id": str(uuid.uuid4()),
+            "detail-type": "Scheduled Event",
+            "source": "aws.events",
+            "account": ACCOUNT,
+            "time": moment.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "region": REGION,
+            "resources": [f"arn:aws:events:{REGION}:{ACCOUNT}:rule/deltaload-local-schedule"],
+            "detail": {},
+        }
+        if tables:
+            event["tables"] = list(tables)
+        summary = self.invoke("StarterFunction", event)
+        started = summary.get("started", [])
+        executions = self.wait_for(
+            [self.execution_arn(s["runId"]) for s in started], progress, timeout
+        )
+        self.save()
+        return TickResult(starter=summary, executions=executions)
+
+    def wait_for(
+        self,
+        execution_arns: list[str],
+        progress: Callable[[list[ExecutionResult]], None] | None = None,
+        timeout: float = 600.0,
+    ) -> list[ExecutionResult]:
+        """Poll executions until each has ended; report progress after each poll."""
+        sfn = self.session.client("stepfunctions")
+        deadline = time.monotonic() + timeout
+        while True:
+            results = [self._describe(sfn, arn) for arn in execution_arns]
+            if progress:
+                progress(results)
+            if all(r.status != "RUNNING" for r in results):
+                return results
+            if time.monotonic() > deadline:
+                raise LocalRuntimeError(
+                    f"executions still running after {timeout:.0f}s: "
+                    + ", ".join(r.table for r in results if r.status == "RUNNING")
+                )
+            time.sleep(0.2)
+
+    def _describe(self, sfn: Any, arn: str) -> ExecutionResult:
+        described = sfn.describe_execution(executionArn=arn)
+        execution_input = json.loads(described.get("input") or "{}")
+        output = json.loads(described.get("output") or "{}") if described.get("output") else {}
+        return ExecutionResult(
+            table=execution_input.get("table", "?"),
+            name=described["name"],
+            status=described["status"],
+            output=output if isinstance(output, dict) else {"output": output},
+            error=described.get("error"),
+            cause=described.get("cause"),
+        )
+
+    def execution_arn(self, run_id: str) -> str:
+        """The ARN of the execution named ``run_id``."""
+        return f"{self.state_machine_arn.replace(':stateMachine:', ':execution:')}:{run_id}"
+
+    def execution_history(self, execution_arn: str) -> list[dict[str, Any]]:
+        """Every event of one execution (for counting state transitions)."""
+        sfn = self.session.client("stepfunctions")
+        events: list[dict[str, Any]] = []
+        for page in sfn.get_paginator("get_execution_history").paginate(executionArn=execution_arn):
+            events += page["events"]
+        return events
+
+    # -- data access -----------------------------------------------------------------------------
+
+    @property
+    def controller_table(self) -> str:
+        """The controller table's local name."""
+        return self.template.physical_ids["ControllerTable"]
+
+    @property
+    def history_table(self) -> str:
+        """The run history table's local name."""
+        return self.template.physical_ids["RunHistoryTable"]
+
+    @property
+    def bucket(self) -> str:
+        """The data-lake bucket's local name."""
+        return os.environ.get("DATA_BUCKET") or self.template.physical_ids["DataLakeBucket"]
+
+    @property
+    def state_machine_arn(self) -> str:
+        """The load state machine's local ARN."""
+        return self.template.arns["LoadStateMachine"]
+
+    def put_item(self, plain: Mapping[str, Any]) -> None:
+        """Write one (already validated) controller item."""
+        from deltaload.items import to_dynamodb
+
+        self.session.client("dynamodb").put_item(
+            TableName=self.controller_table, Item=to_dynamodb(plain)
+        )
+        self.save()
+
+    def scan(self, table_name: str) -> list[dict[str, Any]]:
+        """Every item of a DynamoDB table as plain JSON."""
+        from deltaload.items import from_dynamodb
+
+        items: list[dict[str, Any]] = []
+        paginator = self.session.client("dynamodb").get_paginator("scan")
+        for page in paginator.paginate(TableName=table_name, ConsistentRead=True):
+            items += [from_dynamodb(i) for i in page["Items"]]
+        return items
+
+    def items(self) -> list[dict[str, Any]]:
+        """Every controller item."""
+        return sorted(self.scan(self.controller_table), key=lambda i: i["targetTableName"])
+
+    def item(self, table: str) -> dict[str, Any] | None:
+        """One controller item, or None."""
+        return next((i for i in self.items() if i["targetTableName"] == table), None)
+
+    def history(self, table: str | None = None) -> list[dict[str, Any]]:
+        """Run records, oldest first."""
+        records = self.scan(self.history_table)
+        if table:
+            records = [r for r in records if r.get("targetTableName") == table]
+        return sorted(records, key=lambda r: (str(r.get("startedAt", "")), str(r.get("runId"))))
+
+    def keys(self, prefix: str = "") -> list[str]:
+        """Every object key in the data-lake bucket under ``prefix``."""
+        keys: list[str] = []
+        paginator = self.session.client("s3").get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+            keys += [o["Key"] for o in page.get("Contents", [])]
+        return keys
+
+    def notifications(self) -> list[dict[str, Any]]:
+        """Messages published to the notification topic (subject, message)."""
+        from moto.sns.models import sns_backends
+
+        backend = sns_backends[ACCOUNT][REGION]
+        sent: list[dict[str, Any]] = []
+        for topic in backend.topics.values():
+            sent += [
+                {"subject": s, "message": m}
+                for (_, m, s, *_rest) in getattr(topic, "sent_notifications", [])
+            ]
+        return sent
+
+    def save(self) -> None:
+        """Persist tables and bucket contents to the state folder."""
+        self.state.save(self)
+
+    # -- helpers ---------------------------------------------------------------------------------
+
+    def _set_environ(self, values: Mapping[str, str]) -> None:
+        for name, value in values.items():
+            self._saved_environ.setdefault(name, os.environ.get(name))
+            os.environ[name] = value
+
+
+class _Context:
+    """The parts of the Lambda context object handlers and Powertools use."""
+
+    def __init__(self, function: LocalFunction) -> None:
+        self.function_name = function.name
+        self.function_version = "$LATEST"
+        self.invoked_function_arn = function.arn
+        self.memory_limit_in_mb = 512
+        self.aws_request_id = str(uuid.uuid4())
+        self.log_group_name = f"/aws/lambda/{function.name}"
+        self.log_stream_name = "local"
+        self._deadline = time.monotonic() + function.timeout
+
+    def get_remaining_time_in_millis(self) -> int:
+        """Milliseconds left before the function's timeout."""
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
