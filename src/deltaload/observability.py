@@ -1,0 +1,61 @@
+"""Powertools Logger, Metrics and Tracer, set up once for every handler.
+
+The run id is the correlation id of every log line of a run; metrics carry the table
+as their dimension. Events are never logged whole (no secrets ever reach a payload,
+but task settings and errors can be long); log explicit fields instead.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from collections.abc import Callable
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+
+SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME") or "deltaload"
+NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or "deltaload"
+
+logger = Logger(service=SERVICE)
+metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
+# X-Ray needs aws-xray-sdk (aws-lambda-powertools[tracer]); without it tracing is off.
+TRACING = importlib.util.find_spec("aws_xray_sdk") is not None
+tracer = Tracer(service=SERVICE) if TRACING else None
+
+
+def instrumented(correlation_path: str = "runId") -> Callable[[Callable], Callable]:
+    """Decorate a Lambda handler with context logging, the correlation id, metrics, tracing."""
+
+    def decorate(function: Callable[[dict, Any], dict]) -> Callable[[dict, Any], dict]:
+        wrapped = logger.inject_lambda_context(correlation_id_path=correlation_path)(function)
+        wrapped = metrics.log_metrics(wrapped)
+        if tracer is not None:
+            wrapped = tracer.capture_lambda_handler(wrapped, capture_response=False)
+        return wrapped
+
+    return decorate
+
+
+def run_metrics(table: str, *, rows: int, files: int, size: int, seconds: float) -> None:
+    """Rows, files, bytes and duration of a successful run, by table."""
+    metrics.add_dimension(name="table", value=table)
+    metrics.add_metric(name="RowsLoaded", unit=MetricUnit.Count, value=rows)
+    metrics.add_metric(name="FilesPublished", unit=MetricUnit.Count, value=files)
+    metrics.add_metric(name="BytesPublished", unit=MetricUnit.Bytes, value=size)
+    metrics.add_metric(name="RunDuration", unit=MetricUnit.Seconds, value=max(0.0, seconds))
+
+
+def failure_metric(table: str) -> None:
+    """One failed run of ``table``."""
+    metrics.add_dimension(name="table", value=table)
+    metrics.add_metric(name="RunFailures", unit=MetricUnit.Count, value=1)
+
+
+def starter_metrics(started: int, skipped: int, invalid: int, deferred: int) -> None:
+    """What one schedule tick did."""
+    metrics.add_metric(name="RunsStarted", unit=MetricUnit.Count, value=started)
+    metrics.add_metric(name="RunsSkipped", unit=MetricUnit.Count, value=skipped)
+    metrics.add_metric(name="InvalidItems", unit=MetricUnit.Count, value=invalid)
+    metrics.add_metric(name="RunsDeferred", unit=MetricUnit.Count, value=deferred)

@@ -1,0 +1,263 @@
+"""Verify a run's staging files against DMS, publish them with a manifest, clean up.
+
+Verification reads only Parquet footers (S3 range reads): the sum of their row counts
+must equal DMS's FullLoadRows. Publishing copies each file to ``run=<runId>/`` under
+the final prefix and writes the manifest LAST, so a run's files count only once its
+manifest exists; the failure path deletes a half-published run.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import posixpath
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from deltaload.aws import Clients, transient_errors
+from deltaload.errors import DeltaloadError
+
+DELETE_BATCH = 1000
+
+
+class VerificationError(DeltaloadError):
+    """The staged files do not match what DMS says it loaded; nothing is published."""
+
+
+class S3RangeFile(io.RawIOBase):
+    """A read-only, seekable file over one S3 object that fetches only the bytes read."""
+
+    def __init__(self, clients: Clients, bucket: str, key: str, size: int) -> None:
+        super().__init__()
+        self._clients, self._bucket, self._key = clients, bucket, key
+        self._size, self._position = size, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._size}[whence]
+        self._position = max(0, base + offset)
+        return self._position
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def read(self, size: int = -1) -> bytes:
+        if self._position >= self._size:
+            return b""
+        end = self._size if size is None or size < 0 else min(self._size, self._position + size)
+        with transient_errors():
+            body = self._clients.s3.get_object(
+                Bucket=self._bucket, Key=self._key, Range=f"bytes={self._position}-{end - 1}"
+            )["Body"].read()
+        self._position += len(body)
+        return body
+
+
+@dataclass(frozen=True)
+class StagedFile:
+    """One Parquet file DMS wrote, with its footer row count."""
+
+    key: str
+    rows: int
+    bytes: int
+
+
+@dataclass(frozen=True)
+class Verification:
+    """The reconciled content of a staging folder."""
+
+    files: list[StagedFile]
+    rows: int
+    bytes: int
+    loaded_max: str | None
+
+
+def list_objects(clients: Clients, bucket: str, prefix: str) -> Iterator[dict[str, Any]]:
+    """Every object under ``prefix`` (a folder prefix ending in '/'), across all pages."""
+    if prefix and not prefix.endswith("/"):
+        raise ValueError(f"listing prefix {prefix!r} must end with '/'")
+    paginator = clients.s3.get_paginator("list_objects_v2")
+    with transient_errors():
+        for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
+            yield from page.get("Contents", [])
+
+
+def _column(schema_names: Iterable[str], wanted: str) -> str | None:
+    for name in schema_names:
+        if name.lower() == wanted.lower():
+            return name
+    return None
+
+
+def _as_text(value: Any) -> str:
+    """A Parquet value as the watermark text the window planner canonicalises."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8")
+    if isinstance(value, Decimal):
+        return str(int(value)) if value == value.to_integral_value() else str(value)
+    if isinstance(value, datetime):
+        return value.isoformat(sep=" ")
+    if isinstance(value, date):
+        return value.isoformat()
+    return str(value)
+
+
+def _max_of(parquet: pq.ParquetFile, column: str, trust_statistics: bool) -> Any:
+    """The largest value of ``column`` in one file (footer statistics when they can be
+    trusted: writers may truncate string statistics, so strings are read)."""
+    index = parquet.schema_arrow.get_field_index(column)
+    metadata = parquet.metadata
+    if trust_statistics:
+        best = None
+        for group in range(metadata.num_row_groups):
+            chunk = metadata.row_group(group).column(index)
+            stats = chunk.statistics
+            if stats is None or not stats.has_min_max:
+                break
+            if chunk.num_values == 0 or stats.null_count == chunk.num_values:
+                continue
+            best = stats.max if best is None else max(best, stats.max)
+        else:
+            return best
+    values = parquet.read(columns=[column]).column(0)
+    return pc.max(values).as_py() if len(values) else None
+
+
+def verify(
+    clients: Clients,
+    bucket: str,
+    staging_prefix: str,
+    full_load_rows: int,
+    *,
+    table: str,
+    filter_column: str | None = None,
+    trust_statistics: bool = True,
+) -> Verification:
+    """Sum Parquet footer row counts under the staging prefix and compare with DMS.
+
+    No files and FullLoadRows == 0 is a valid empty load. ``filter_column`` asks for the
+    largest loaded value (open windows resolve their watermark from it).
+    """
+    files: list[StagedFile] = []
+    maxima: list[Any] = []
+    for entry in list_objects(clients, bucket, staging_prefix):
+        key, size = entry["Key"], int(entry["Size"])
+        if not key.endswith(".parquet"):
+            continue
+        parquet = pq.ParquetFile(S3RangeFile(clients, bucket, key, size))
+        files.append(StagedFile(key, parquet.metadata.num_rows, size))
+        if filter_column and parquet.metadata.num_rows:
+            column = _column(parquet.schema_arrow.names, filter_column)
+            if column is None:
+                raise VerificationError(
+                    f"table {table!r}: {key} has no column {filter_column!r} "
+                    f"(columns: {', '.join(parquet.schema_arrow.names)})"
+                )
+            value = _max_of(parquet, column, trust_statistics)
+            if value is not None:
+                maxima.append(value)
+    rows = sum(f.rows for f in files)
+    if rows != full_load_rows:
+        raise VerificationError(
+            f"table {table!r}: DMS reports FullLoadRows={full_load_rows} but the "
+            f"{len(files)} Parquet file(s) under s3://{bucket}/{staging_prefix} hold "
+            f"{rows} rows; nothing was published"
+        )
+    loaded_max = _as_text(max(maxima)) if maxima else None
+    return Verification(files, rows, sum(f.bytes for f in files), loaded_max)
+
+
+def publish(
+    clients: Clients,
+    bucket: str,
+    verification: Verification,
+    *,
+    run_prefix: str,
+    manifest_key: str,
+    manifest: Mapping[str, Any],
+) -> dict[str, Any]:
+    """Copy each staged file to ``run_prefix``, then write the manifest last."""
+    published: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for staged in verification.files:
+        name = posixpath.basename(staged.key)
+        if name in seen:
+            raise VerificationError(f"two staged files are both named {name}: {staged.key}")
+        seen.add(name)
+        target = f"{run_prefix}{name}"
+        with transient_errors():
+            clients.s3.copy_object(
+                Bucket=bucket, Key=target, CopySource={"Bucket": bucket, "Key": staged.key}
+            )
+        published.append({"key": target, "rows": staged.rows, "bytes": staged.bytes})
+    document = {**manifest, "files": published}
+    with transient_errors():
+        clients.s3.put_object(
+            Bucket=bucket,
+            Key=manifest_key,
+            Body=json.dumps(document, indent=2, sort_keys=True).encode("utf-8"),
+            ContentType="application/json",
+        )
+    return document
+
+
+def delete_prefix(clients: Clients, bucket: str, prefix: str) -> int:
+    """Delete every object under a folder prefix (ending in '/'); how many were deleted."""
+    keys = [entry["Key"] for entry in list_objects(clients, bucket, prefix)]
+    return delete_keys(clients, bucket, keys)
+
+
+def delete_keys(clients: Clients, bucket: str, keys: list[str]) -> int:
+    """Delete keys in batches of 1,000; raises if S3 reports any key it could not delete."""
+    for start in range(0, len(keys), DELETE_BATCH):
+        batch = keys[start : start + DELETE_BATCH]
+        with transient_errors():
+            response = clients.s3.delete_objects(
+                Bucket=bucket,
+                Delete={"Objects": [{"Key": k} for k in batch], "Quiet": True},
+            )
+        errors = response.get("Errors") or []
+        if errors:
+            first = errors[0]
+            raise DeltaloadError(
+                f"S3 refused to delete {len(errors)} object(s), e.g. {first.get('Key')}: "
+                f"{first.get('Code')} {first.get('Message')}"
+            )
+    return len(keys)
+
+
+def cleanup_run(
+    clients: Clients,
+    bucket: str,
+    *,
+    staging_prefix: str,
+    run_prefix: str | None = None,
+    manifest_key: str | None = None,
+) -> int:
+    """Remove everything a failed run left: staging files, published files, its manifest.
+
+    The manifest goes first so readers never see a manifest without its files.
+    """
+    deleted = 0
+    if manifest_key:
+        deleted += delete_keys(clients, bucket, [manifest_key])
+    if run_prefix:
+        deleted += delete_prefix(clients, bucket, run_prefix)
+    deleted += delete_prefix(clients, bucket, staging_prefix)
+    return deleted

@@ -1,0 +1,546 @@
+"""Creating, monitoring and deleting the DMS resources of one run.
+
+Each run creates its own S3 target endpoint (BucketFolder = the run's staging folder)
+and its own full-load task, plus either a replication instance (mode ``instance``), a
+DMS Serverless replication config (mode ``serverless``), or nothing (mode ``existing``:
+a shared instance). Identifiers come from ``names.dms_names(table, runId)``, so every
+create is idempotent (a retried step finds what it made) and teardown finds what a run
+created by name even when the creating step failed before reporting it. Teardown only
+ever looks at those per-run names: the shared instance and the template's source
+endpoint are never touched.
+
+A full-load task has succeeded only when it is ``stopped`` with a StopReason of
+FULL_LOAD_ONLY_FINISHED, ``TablesErrored == 0`` and the table statistics say the table
+completed: a task also stops "finished" after errors that skipped a table.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from deltaload.aws import Clients, error_code, transient_errors
+from deltaload.errors import DeltaloadError
+from deltaload.names import DmsNames
+from deltaload.settings import Settings
+
+NOT_FOUND = "ResourceNotFoundFault"
+ALREADY_EXISTS = "ResourceAlreadyExistsFault"
+INVALID_STATE = "InvalidResourceStateFault"
+FULL_LOAD_FINISHED = "FULL_LOAD_ONLY_FINISHED"
+TABLE_COMPLETED = "Table completed"
+INSTANCE_FAILED = {
+    "failed",
+    "incompatible-network",
+    "incompatible-parameters",
+    "inaccessible-encryption-credentials",
+    "storage-full",
+    "deleting",
+    "deleted",
+}
+TASK_RUNNING = {"starting", "running", "stopping", "resuming"}
+
+
+class ResourceError(DeltaloadError):
+    """A DMS resource could not be created or did not become usable."""
+
+
+class LoadFailedError(DeltaloadError):
+    """The DMS full load did not finish cleanly."""
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What one look at a task (or serverless replication) says about the load."""
+
+    done: bool
+    failed: bool
+    status: str
+    reason: str = ""
+    full_load_rows: int | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+# --- lookups ---------------------------------------------------------------------------
+
+
+def _describe_one(
+    clients: Clients, operation: str, result_key: str, filter_name: str, value: str
+) -> dict[str, Any] | None:
+    """The single DMS resource a filter selects, or None (DMS answers NotFound for none)."""
+    try:
+        with transient_errors():
+            response = getattr(clients.dms, operation)(
+                Filters=[{"Name": filter_name, "Values": [value]}]
+            )
+    except ClientError as error:
+        if error_code(error) == NOT_FOUND:
+            return None
+        raise
+    found = response.get(result_key) or []
+    return found[0] if found else None
+
+
+def find_instance(clients: Clients, identifier: str) -> dict[str, Any] | None:
+    """The replication instance with this identifier, or None."""
+    return _describe_one(
+        clients,
+        "describe_replication_instances",
+        "ReplicationInstances",
+        "replication-instance-id",
+        identifier,
+    )
+
+
+def find_instance_by_arn(clients: Clients, arn: str) -> dict[str, Any] | None:
+    """The replication instance with this ARN, or None."""
+    return _describe_one(
+        clients,
+        "describe_replication_instances",
+        "ReplicationInstances",
+        "replication-instance-arn",
+        arn,
+    )
+
+
+def find_endpoint(clients: Clients, identifier: str) -> dict[str, Any] | None:
+    """The endpoint with this identifier, or None."""
+    return _describe_one(clients, "describe_endpoints", "Endpoints", "endpoint-id", identifier)
+
+
+def find_task(clients: Clients, identifier: str) -> dict[str, Any] | None:
+    """The replication task with this identifier, or None."""
+    return _describe_one(
+        clients,
+        "describe_replication_tasks",
+        "ReplicationTasks",
+        "replication-task-id",
+        identifier,
+    )
+
+
+def find_config(clients: Clients, identifier: str) -> dict[str, Any] | None:
+    """The serverless replication config with this identifier, or None."""
+    return _describe_one(
+        clients,
+        "describe_replication_configs",
+        "ReplicationConfigs",
+        "replication-config-id",
+        identifier,
+    )
+
+
+def find_replication(clients: Clients, config_arn: str) -> dict[str, Any] | None:
+    """The serverless replication of a config, or None before it was started."""
+    return _describe_one(
+        clients,
+        "describe_replications",
+        "Replications",
+        "replication-config-arn",
+        config_arn,
+    )
+
+
+# --- creation --------------------------------------------------------------------------
+
+
+def _create(clients: Clients, operation: str, what: str, **params: Any) -> dict[str, Any] | None:
+    """Call a DMS create; None if it already exists (a retried step), ResourceError if refused."""
+    try:
+        with transient_errors():
+            return getattr(clients.dms, operation)(**params)
+    except ClientError as error:
+        if error_code(error) == ALREADY_EXISTS:
+            return None
+        raise ResourceError(f"DMS refused to create {what}: {error}") from error
+
+
+def target_endpoint_settings(settings: Settings, staging_folder: str) -> dict[str, Any]:
+    """S3Settings of the per-run target endpoint: Parquet into the run's staging folder."""
+    return {
+        "ServiceAccessRoleArn": settings.require("dms_s3_role_arn"),
+        "BucketName": settings.data_bucket,
+        "BucketFolder": staging_folder,
+        "DataFormat": "parquet",
+        "ParquetVersion": "parquet-2-0",
+        "EnableStatistics": True,
+        "MaxFileSize": settings.max_file_size_kb,
+        "DatePartitionEnabled": False,
+        "IncludeOpForFullLoad": False,
+    }
+
+
+def ensure_target_endpoint(
+    clients: Clients, settings: Settings, identifier: str, staging_folder: str, tags: list
+) -> str:
+    """Create (or find) the run's S3 target endpoint; its ARN."""
+    response = _create(
+        clients,
+        "create_endpoint",
+        f"target endpoint {identifier}",
+        EndpointIdentifier=identifier,
+        EndpointType="target",
+        EngineName="s3",
+        S3Settings=target_endpoint_settings(settings, staging_folder),
+        Tags=tags,
+    )
+    if response is not None:
+        return response["Endpoint"]["EndpointArn"]
+    found = find_endpoint(clients, identifier)
+    if found is None:
+        raise ResourceError(f"target endpoint {identifier} exists but cannot be described")
+    return found["EndpointArn"]
+
+
+def ensure_instance(clients: Clients, settings: Settings, identifier: str, tags: list) -> str:
+    """Create (or find) the run's replication instance; its ARN."""
+    params: dict[str, Any] = {
+        "ReplicationInstanceIdentifier": identifier,
+        "ReplicationInstanceClass": settings.replication_instance_class,
+        "AllocatedStorage": settings.replication_allocated_storage,
+        "MultiAZ": False,
+        "PubliclyAccessible": False,
+        "Tags": tags,
+    }
+    if settings.replication_subnet_group:
+        params["ReplicationSubnetGroupIdentifier"] = settings.replication_subnet_group
+    if settings.security_group_ids:
+        params["VpcSecurityGroupIds"] = list(settings.security_group_ids)
+    response = _create(
+        clients, "create_replication_instance", f"replication instance {identifier}", **params
+    )
+    if response is not None:
+        return response["ReplicationInstance"]["ReplicationInstanceArn"]
+    found = find_instance(clients, identifier)
+    if found is None:
+        raise ResourceError(f"replication instance {identifier} exists but cannot be described")
+    return found["ReplicationInstanceArn"]
+
+
+def ensure_config(
+    clients: Clients,
+    settings: Settings,
+    identifier: str,
+    source_arn: str,
+    target_arn: str,
+    table_mapping: Mapping[str, Any],
+    task_settings: Mapping[str, Any],
+    tags: list,
+) -> str:
+    """Create (or find) the run's DMS Serverless replication config; its ARN."""
+    compute: dict[str, Any] = {
+        "MaxCapacityUnits": settings.serverless_max_capacity_units,
+        "MultiAZ": False,
+    }
+    if settings.replication_subnet_group:
+        compute["ReplicationSubnetGroupId"] = settings.replication_subnet_group
+    if settings.security_group_ids:
+        compute["VpcSecurityGroupIds"] = list(settings.security_group_ids)
+    response = _create(
+        clients,
+        "create_replication_config",
+        f"replication config {identifier}",
+        ReplicationConfigIdentifier=identifier,
+        SourceEndpointArn=source_arn,
+        TargetEndpointArn=target_arn,
+        ComputeConfig=compute,
+        ReplicationType="full-load",
+        TableMappings=json.dumps(table_mapping),
+        ReplicationSettings=json.dumps(task_settings),
+        Tags=tags,
+    )
+    if response is not None:
+        return response["ReplicationConfig"]["ReplicationConfigArn"]
+    found = find_config(clients, identifier)
+    if found is None:
+        raise ResourceError(f"replication config {identifier} exists but cannot be described")
+    return found["ReplicationConfigArn"]
+
+
+def ensure_task(
+    clients: Clients,
+    identifier: str,
+    *,
+    instance_arn: str,
+    source_arn: str,
+    target_arn: str,
+    table_mapping: Mapping[str, Any],
+    task_settings: Mapping[str, Any],
+    tags: list,
+) -> dict[str, Any]:
+    """Create (or find) the run's full-load task; the task description."""
+    response = _create(
+        clients,
+        "create_replication_task",
+        f"replication task {identifier}",
+        ReplicationTaskIdentifier=identifier,
+        SourceEndpointArn=source_arn,
+        TargetEndpointArn=target_arn,
+        ReplicationInstanceArn=instance_arn,
+        MigrationType="full-load",
+        TableMappings=json.dumps(table_mapping),
+        ReplicationTaskSettings=json.dumps(task_settings),
+        Tags=tags,
+    )
+    if response is not None:
+        return response["ReplicationTask"]
+    found = find_task(clients, identifier)
+    if found is None:
+        raise ResourceError(f"replication task {identifier} exists but cannot be described")
+    return found
+
+
+def instance_readiness(instance: Mapping[str, Any] | None, what: str) -> tuple[bool, bool, str]:
+    """(ready, failed, status) of a replication instance description."""
+    if instance is None:
+        return False, True, f"{what} does not exist"
+    status = str(instance.get("ReplicationInstanceStatus", "unknown"))
+    if status == "available":
+        return True, False, status
+    if status in INSTANCE_FAILED:
+        return False, True, f"{what} is {status}"
+    return False, False, status
+
+
+def start_task(clients: Clients, task: Mapping[str, Any]) -> bool:
+    """Start a new task with ``start-replication`` (a task of its own run never needs
+    ``reload-target``); False when it had already been started (a retried step)."""
+    status = task.get("Status")
+    if status != "ready" or task.get("ReplicationTaskStartDate"):
+        if status in TASK_RUNNING or status in ("stopped", "failed"):
+            return False
+        raise ResourceError(
+            f"replication task {task.get('ReplicationTaskIdentifier')} is {status!r}, "
+            "not ready to start"
+        )
+    with transient_errors():
+        clients.dms.start_replication_task(
+            ReplicationTaskArn=task["ReplicationTaskArn"],
+            StartReplicationTaskType="start-replication",
+        )
+    return True
+
+
+def start_serverless(clients: Clients, config_arn: str) -> bool:
+    """Start the serverless replication with ``start-replication``; False if already started."""
+    replication = find_replication(clients, config_arn)
+    if replication is not None and replication.get("Status") not in (None, "", "created"):
+        return False
+    with transient_errors():
+        clients.dms.start_replication(
+            ReplicationConfigArn=config_arn, StartReplicationType="start-replication"
+        )
+    return True
+
+
+# --- monitoring ------------------------------------------------------------------------
+
+
+def table_statistics(
+    clients: Clients, *, task_arn: str | None = None, config_arn: str | None = None
+) -> list[dict[str, Any]]:
+    """All table statistics of a task or serverless replication (paginated by Marker)."""
+    stats: list[dict[str, Any]] = []
+    marker: str | None = None
+    while True:
+        params: dict[str, Any] = {"MaxRecords": 100}
+        if marker:
+            params["Marker"] = marker
+        with transient_errors():
+            if task_arn:
+                page = clients.dms.describe_table_statistics(ReplicationTaskArn=task_arn, **params)
+                stats.extend(page.get("TableStatistics", []))
+            else:
+                page = clients.dms.describe_replication_table_statistics(
+                    ReplicationConfigArn=config_arn, **params
+                )
+                stats.extend(page.get("ReplicationTableStatistics", []))
+        marker = page.get("Marker")
+        if not marker:
+            return stats
+
+
+def table_entry(
+    stats: list[Mapping[str, Any]], schema: str, names: tuple[str, ...]
+) -> Mapping[str, Any] | None:
+    """The statistics row of our table (source or renamed target name, any case)."""
+    wanted = {n.lower() for n in names}
+    for row in stats:
+        if (
+            str(row.get("SchemaName", "")).lower() == schema.lower()
+            and str(row.get("TableName", "")).lower() in wanted
+        ):
+            return row
+    return None
+
+
+def judge_load(
+    status: str,
+    stop_reason: str,
+    tables_errored: int | None,
+    failure: str,
+    stats: list[Mapping[str, Any]],
+    schema: str,
+    tables: tuple[str, ...],
+) -> Verdict:
+    """Decide from one look whether a full load is still running, finished cleanly, or failed.
+
+    Clean needs ALL of: stopped, StopReason FULL_LOAD_ONLY_FINISHED, TablesErrored == 0,
+    and our table's statistics saying "Table completed".
+    """
+    status = status or "unknown"
+    if status == "failed":
+        return Verdict(False, True, status, f"DMS reports the load failed: {failure or status}")
+    if status != "stopped":
+        return Verdict(False, False, status)
+    if FULL_LOAD_FINISHED not in (stop_reason or ""):
+        return Verdict(
+            False, True, status, f"task stopped with {stop_reason!r}, not {FULL_LOAD_FINISHED}"
+        )
+    if tables_errored is None:
+        return Verdict(False, True, status, "DMS reported no TablesErrored count for the task")
+    if tables_errored:
+        return Verdict(False, True, status, f"DMS reports {tables_errored} table(s) errored")
+    row = table_entry(stats, schema, tables)
+    if row is None:
+        return Verdict(
+            False,
+            True,
+            status,
+            f"DMS table statistics have no entry for {schema}.{tables[0]}: "
+            "the table was not loaded",
+        )
+    state = str(row.get("TableState", ""))
+    if state != TABLE_COMPLETED:
+        return Verdict(False, True, status, f"table {schema}.{tables[0]} is {state!r}")
+    rows = int(row.get("FullLoadRows", 0) or 0)
+    return Verdict(True, False, status, "full load finished", rows, {"tableState": state})
+
+
+def task_verdict(clients: Clients, task_arn: str, schema: str, tables: tuple[str, ...]) -> Verdict:
+    """Look at a full-load task once."""
+    task = _describe_one(
+        clients,
+        "describe_replication_tasks",
+        "ReplicationTasks",
+        "replication-task-arn",
+        task_arn,
+    )
+    if task is None:
+        return Verdict(False, True, "missing", f"replication task {task_arn} no longer exists")
+    status = str(task.get("Status", ""))
+    stats = table_statistics(clients, task_arn=task_arn) if status == "stopped" else []
+    counts = task.get("ReplicationTaskStats") or {}
+    return judge_load(
+        status,
+        str(task.get("StopReason", "")),
+        counts.get("TablesErrored"),
+        str(task.get("LastFailureMessage", "")),
+        stats,
+        schema,
+        tables,
+    )
+
+
+def serverless_verdict(
+    clients: Clients, config_arn: str, schema: str, tables: tuple[str, ...]
+) -> Verdict:
+    """Look at a serverless replication once."""
+    replication = find_replication(clients, config_arn)
+    if replication is None:
+        return Verdict(False, False, "not-started")
+    status = str(replication.get("Status", ""))
+    stats = table_statistics(clients, config_arn=config_arn) if status == "stopped" else []
+    counts = replication.get("ReplicationStats") or {}
+    failures = "; ".join(replication.get("FailureMessages") or [])
+    return judge_load(
+        status,
+        str(replication.get("StopReason", "")),
+        counts.get("TablesErrored"),
+        failures,
+        stats,
+        schema,
+        tables,
+    )
+
+
+# --- teardown --------------------------------------------------------------------------
+
+
+def _delete(clients: Clients, operation: str, **params: Any) -> None:
+    """Call a DMS delete, treating 'already gone' as done."""
+    try:
+        with transient_errors():
+            getattr(clients.dms, operation)(**params)
+    except ClientError as error:
+        if error_code(error) == NOT_FOUND:
+            return
+        if error_code(error) == INVALID_STATE:
+            return  # e.g. still stopping: the next pass tries again
+        raise
+
+
+def teardown_pass(clients: Clients, names: DmsNames, mode: str) -> dict[str, Any]:
+    """Advance the deletion of everything the run may have created, in dependency order.
+
+    Tasks (and a serverless config) go first; endpoints and the instance only once no
+    task of the run exists any more. Returns {"done", "remaining", "deleted"}.
+    """
+    remaining: list[str] = []
+    deleted: list[str] = []
+
+    if mode == "serverless":
+        config = find_config(clients, names.config)
+        if config is not None:
+            arn = config["ReplicationConfigArn"]
+            replication = find_replication(clients, arn)
+            status = (replication or {}).get("Status", "")
+            if status in TASK_RUNNING:
+                if status != "stopping":
+                    _delete(clients, "stop_replication", ReplicationConfigArn=arn)
+            else:
+                _delete(clients, "delete_replication_config", ReplicationConfigArn=arn)
+                deleted.append(f"config {names.config}")
+            remaining.append(f"config {names.config}")
+    else:
+        task = find_task(clients, names.task)
+        if task is not None:
+            arn = task["ReplicationTaskArn"]
+            status = task.get("Status", "")
+            if status in TASK_RUNNING:
+                if status != "stopping":
+                    _delete(clients, "stop_replication_task", ReplicationTaskArn=arn)
+            elif status != "deleting":
+                _delete(clients, "delete_replication_task", ReplicationTaskArn=arn)
+                deleted.append(f"task {names.task}")
+            remaining.append(f"task {names.task}")
+
+    if remaining:
+        # Endpoints and instances cannot go while a task still uses them.
+        return {"done": False, "remaining": remaining, "deleted": deleted}
+
+    endpoint = find_endpoint(clients, names.target_endpoint)
+    if endpoint is not None:
+        if endpoint.get("Status") != "deleting":
+            _delete(clients, "delete_endpoint", EndpointArn=endpoint["EndpointArn"])
+            deleted.append(f"endpoint {names.target_endpoint}")
+        if find_endpoint(clients, names.target_endpoint) is not None:
+            remaining.append(f"endpoint {names.target_endpoint}")
+
+    if mode == "instance":
+        instance = find_instance(clients, names.instance)
+        if instance is not None:
+            if instance.get("ReplicationInstanceStatus") != "deleting":
+                _delete(
+                    clients,
+                    "delete_replication_instance",
+                    ReplicationInstanceArn=instance["ReplicationInstanceArn"],
+                )
+                deleted.append(f"instance {names.instance}")
+            remaining.append(f"instance {names.instance}")
+
+    return {"done": not remaining, "remaining": remaining, "deleted": deleted}

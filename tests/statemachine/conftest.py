@@ -1,0 +1,91 @@
+"""The whole state machine on moto's interpreter, handlers in-process, fake DMS."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import replace
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from deltaload.aws import Clients
+from deltaload.settings import Settings
+from tests.statemachine import harness
+from tests.workflow.conftest import settings as settings
+from tests.workflow.fake_dms import FakeDms
+
+
+@pytest.fixture
+def machine(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> Iterator[dict[str, Any]]:
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": harness.REGION,
+    }.items():
+        monkeypatch.setenv(name, value)
+    with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
+        boto3.setup_default_session(region_name=harness.REGION)
+        yield _build(monkeypatch, settings)
+        boto3.DEFAULT_SESSION = None
+
+
+def _build(monkeypatch: pytest.MonkeyPatch, base: Settings) -> dict[str, Any]:
+    sns = boto3.client("sns")
+    topic = sns.create_topic(Name="deltaload")["TopicArn"]
+    sqs = boto3.client("sqs")
+    queue = sqs.create_queue(QueueName="notifications")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
+    settings = replace(base, poll_initial_seconds=0, poll_max_seconds=0, topic_arn=topic)
+    _tables(settings)
+    dms = FakeDms(s3=boto3.client("s3"))
+    clients = Clients(region=harness.REGION, overrides={"dms": dms})
+    modules = {}
+    for logical_id, folder in harness.FOLDERS.items():
+        module = harness.load_handler(folder)
+        monkeypatch.setattr(module, "dependencies", lambda: (settings, clients))
+        modules[logical_id] = module
+    router = harness.LambdaRouter(modules)
+    router.install()
+    sfn = boto3.client("stepfunctions")
+    arn = sfn.create_state_machine(
+        name="deltaload-load-table",
+        definition=harness.definition(topic),
+        roleArn=f"arn:aws:iam::{harness.ACCOUNT}:role/sfn",
+    )["stateMachineArn"]
+    return {
+        "sfn": sfn,
+        "arn": arn,
+        "settings": settings,
+        "clients": clients,
+        "dms": dms,
+        "router": router,
+        "queue": queue,
+    }
+
+
+def _tables(settings: Settings) -> None:
+    ddb = boto3.client("dynamodb")
+    ddb.create_table(
+        TableName=settings.controller_table,
+        KeySchema=[{"AttributeName": "targetTableName", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "targetTableName", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    ddb.create_table(
+        TableName=settings.history_table,
+        KeySchema=[
+            {"AttributeName": "targetTableName", "KeyType": "HASH"},
+            {"AttributeName": "runId", "KeyType": "RANGE"},
+        ],
+        AttributeDefinitions=[
+            {"AttributeName": "targetTableName", "AttributeType": "S"},
+            {"AttributeName": "runId", "AttributeType": "S"},
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    boto3.client("s3").create_bucket(Bucket=settings.data_bucket)

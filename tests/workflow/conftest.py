@@ -1,0 +1,120 @@
+"""Fixtures: moto for DynamoDB/S3/SNS/Step Functions, a fake DMS client, settings."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from deltaload import items
+from deltaload.aws import Clients
+from deltaload.settings import Settings
+from tests.workflow.fake_dms import FakeDms
+
+REGION = "us-east-1"
+SOURCE_ENDPOINT = "arn:aws:dms:us-east-1:123456789012:endpoint:SOURCE"
+NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+
+ORDERS = {
+    "targetTableName": "orders",
+    "activeflag": "true",
+    "sourceSchema": "sales",
+    "sourceTable": "orders",
+    "filtercolumn": "id",
+    "filteroperator": "gte",
+    "startvalue": "1",
+    "ouputs3Prefix": "datalake/sales",
+}
+
+
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": REGION,
+    }.items():
+        monkeypatch.setenv(name, value)
+    with mock_aws():
+        yield
+
+
+@pytest.fixture
+def settings() -> Settings:
+    return Settings(
+        controller_table="deltaload-controller",
+        history_table="deltaload-history",
+        data_bucket="lake",
+        staging_prefix="staging",
+        state_machine_arn="",
+        topic_arn="",
+        source_endpoint_arn=SOURCE_ENDPOINT,
+        dms_s3_role_arn="arn:aws:iam::123456789012:role/dms-s3",
+        replication_mode="instance",
+        replication_subnet_group="deltaload-subnets",
+        security_group_ids=("sg-123",),
+        poll_initial_seconds=30,
+        poll_max_seconds=300,
+    )
+
+
+@pytest.fixture
+def infra(aws: None, settings: Settings) -> None:
+    ddb = boto3.client("dynamodb", region_name=REGION)
+    ddb.create_table(
+        TableName=settings.controller_table,
+        KeySchema=[{"AttributeName": "targetTableName", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "targetTableName", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    ddb.create_table(
+        TableName=settings.history_table,
+        KeySchema=[
+            {"AttributeName": "targetTableName", "KeyType": "HASH"},
+            {"AttributeName": "runId", "KeyType": "RANGE"},
+        ],
+        AttributeDefinitions=[
+            {"AttributeName": "targetTableName", "AttributeType": "S"},
+            {"AttributeName": "runId", "AttributeType": "S"},
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    boto3.client("s3", region_name=REGION).create_bucket(Bucket=settings.data_bucket)
+
+
+@pytest.fixture
+def dms(infra: None) -> FakeDms:
+    return FakeDms(s3=boto3.client("s3", region_name=REGION))
+
+
+@pytest.fixture
+def clients(dms: FakeDms) -> Clients:
+    return Clients(region=REGION, overrides={"dms": dms})
+
+
+def put_item(clients: Clients, settings: Settings, **attributes: Any) -> dict[str, Any]:
+    plain = {**ORDERS, **attributes}
+    plain = {k: v for k, v in plain.items() if v is not None}
+    clients.dynamodb.put_item(TableName=settings.controller_table, Item=items.to_dynamodb(plain))
+    return plain
+
+
+def get_item(clients: Clients, settings: Settings, table: str = "orders") -> dict[str, Any]:
+    raw = clients.dynamodb.get_item(
+        TableName=settings.controller_table, Key={"targetTableName": {"S": table}}
+    )["Item"]
+    return items.from_dynamodb(raw)
+
+
+def keys_under(clients: Clients, bucket: str, prefix: str = "") -> list[str]:
+    paginator = clients.s3.get_paginator("list_objects_v2")
+    return [
+        o["Key"]
+        for page in paginator.paginate(Bucket=bucket, Prefix=prefix)
+        for o in page.get("Contents", [])
+    ]
