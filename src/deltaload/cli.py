@@ -90,6 +90,7 @@ def runtime(**kwargs: Any) -> Any:
     source = (
         Source.from_url(Options.source, schema=Options.sqlite_schema) if Options.source else None
     )
+    kwargs.setdefault("log_file", Options.state_dir / "logs" / "functions.log")
     return LocalRuntime(project_root(), Options.state_dir, source, **kwargs)
 
 

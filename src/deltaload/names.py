@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 
 DMS_IDENTIFIER_MAX = 63
 EXECUTION_NAME_MAX = 80
-TICK_FORMAT = "%Y%m%dT%H%MZ"
+TICK_FORMAT = "%Y%m%dT%H%M%SZ"
 
 _DMS_IDENTIFIER = re.compile(r"^[a-z](?:[a-z0-9]|-(?=[a-z0-9]))*$")
 _EXECUTION_NAME = re.compile(r"^[A-Za-z0-9_-]{1,80}$")
@@ -84,7 +84,7 @@ def dms_names(table: str, run_id: str) -> DmsNames:
 
 
 def tick(moment: datetime) -> str:
-    """The schedule tick of ``moment``: UTC, to the minute, ``YYYYMMDDTHHMMZ``."""
+    """The tick of ``moment``: UTC, to the second, ``YYYYMMDDTHHMMSSZ``."""
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment.astimezone(UTC).strftime(TICK_FORMAT)

@@ -1,7 +1,7 @@
 """The schedule tick: start one execution per valid active controller item.
 
 The execution name is ``<sanitised table>-<tick>`` (tick = the schedule event's time to
-the minute), so a repeated event cannot start a table twice: Step Functions refuses
+the second), so a redelivered event cannot start a table twice: Step Functions refuses
 the duplicate name. Invalid items are reported with every problem and never started.
 """
 

@@ -56,9 +56,10 @@ def test_execution_name_keeps_plain_tables_readable_and_altered_ones_distinct() 
     assert names.execution_name("a.b", "T") != names.execution_name("a_b", "T")
 
 
-def test_tick_is_utc_to_the_minute() -> None:
-    moment = datetime(2024, 5, 1, 12, 34, 56, tzinfo=UTC)
-    assert names.tick(moment) == "20240501T1234Z"
+def test_tick_is_utc_to_the_second() -> None:
+    # A redelivered schedule event carries the same time; two manual runs a second apart do not.
+    moment = datetime(2024, 5, 1, 12, 34, 56, 999999, tzinfo=UTC)
+    assert names.tick(moment) == "20240501T123456Z"
 
 
 def test_prefixes_end_with_one_slash_so_orders_never_matches_orders_items() -> None:

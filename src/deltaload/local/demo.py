@@ -119,7 +119,8 @@ def run_demo(
     console.print(f"[bold]source[/bold]: SQLite {source_path} with {rows} orders in dwh.orders_rds")
     seed = json.loads(((root or project_root()) / "controller_seed" / "orders.json").read_text())
     source = Source.from_url(f"sqlite:///{source_path}", schema="dwh")
-    with LocalRuntime(root or project_root(), folder, source) as rt:
+    log_file = folder / "logs" / "functions.log"
+    with LocalRuntime(root or project_root(), folder, source, log_file=log_file) as rt:
         for item in (seed, CHANGES_ITEM):
             rt.put_item(item)
             console.print(

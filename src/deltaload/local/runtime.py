@@ -30,6 +30,7 @@ from botocore.awsrequest import AWSResponse
 
 from deltaload.errors import DeltaloadError
 from deltaload.local.dms import LocalDms, Timing
+from deltaload.local.faults import AwsFaults
 from deltaload.local.persistence import StateFolder
 from deltaload.local.template import ACCOUNT, REGION, LocalFunction, Template
 
@@ -141,8 +142,10 @@ class LocalRuntime:
         parameters: Mapping[str, str] | None = None,
         environment: Mapping[str, str] | None = None,
         timing: Timing | None = None,
+        log_file: Path | None = None,
     ) -> None:
         self.root = root.resolve()
+        self._log_file = log_file
         self.state = StateFolder(state_dir)
         self.source = source or Source.from_url(f"sqlite:///{self.state.path / 'source.sqlite'}")
         self._parameters = dict(parameters or {})
@@ -153,6 +156,9 @@ class LocalRuntime:
         self._modules: dict[str, ModuleType] = {}
         self._functions: dict[str, LocalFunction] = {}
         self._invoke_lock = threading.Lock()
+        # One handler at a time, as in one Lambda container: Powertools' logger, metrics
+        # and the process environment are global, and concurrent runs would mix them.
+        self._handler_lock = threading.RLock()
         self.invocations: dict[str, int] = {}
         self.template: Template
         self.dms: LocalDms
@@ -183,6 +189,7 @@ class LocalRuntime:
                 self.session.client, timing=self._timing, workdir=self.state.path / "tmp"
             )
             self.dms.install(self.session.events)
+            self.faults = AwsFaults(self.session.events)
             self.session.events.register_first(
                 "before-send.lambda.Invoke", self._on_invoke, unique_id="deltaload-local-lambda"
             )
@@ -199,6 +206,8 @@ class LocalRuntime:
         finally:
             if hasattr(self, "dms"):
                 self.dms.shutdown()
+            if getattr(self, "_log_stream", None) is not None:
+                self._log_stream.close()
             if self._mock is not None:
                 self._mock.stop()
                 self._mock = None
@@ -240,6 +249,8 @@ class LocalRuntime:
         self._set_environ({**environment, **self._environment})
         for logical_id in t.of_type("AWS::Serverless::StateMachine"):
             self._create_state_machine(logical_id)
+        if self._log_file is not None:
+            self._send_function_logs_to(self._log_file)
         self.state.restore(self)
 
     def _create_table(self, logical_id: str) -> None:
@@ -323,6 +334,19 @@ class LocalRuntime:
             roleArn=f"arn:aws:iam::{ACCOUNT}:role/deltaload-local-states",
         )
 
+    def _send_function_logs_to(self, path: Path) -> None:
+        """Write the handlers' JSON log lines to a file instead of stdout (CloudWatch's role)."""
+        import logging
+
+        from deltaload.observability import logger
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        stream = path.open("a", encoding="utf-8")
+        self._log_stream = stream
+        for handler in logging.getLogger(logger.name).handlers:
+            if isinstance(handler, logging.StreamHandler):
+                handler.setStream(stream)
+
     # -- Lambda, in-process ------------------------------------------------------------------------
 
     def _on_invoke(self, request: Any, **_: Any) -> AWSResponse:
@@ -345,7 +369,14 @@ class LocalRuntime:
                 f"{function.logical_id}: {function.handler_file} defines no "
                 f"{function.handler_name!r}"
             )
-        self.invocations[function.logical_id] = self.invocations.get(function.logical_id, 0) + 1
+        with self._handler_lock:
+            self.invocations[function.logical_id] = self.invocations.get(function.logical_id, 0) + 1
+            return self._call(handler, event, function)
+
+    @staticmethod
+    def _call(
+        handler: Callable[..., Any], event: Any, function: LocalFunction
+    ) -> tuple[int, Any, bool]:
         try:
             return 200, handler(event, _Context(function)), False
         except Exception as error:  # the Lambda runtime turns any exception into a FunctionError

@@ -1,0 +1,121 @@
+"""Failures of AWS calls on demand, for proving the guarantees under faults.
+
+``AwsFaults.fail("s3", "CopyObject", after=1, code="InternalError")`` makes the
+second CopyObject (of any client of the runtime's session) answer with that error
+once. The failure answers botocore's ``before-call`` event, so the caller gets the
+ClientError the service would raise once the SDK's own retries are exhausted.
+DMS-specific faults (a task that fails after N rows, a stalled task) live in the
+local replication engine.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from io import BytesIO
+from typing import Any
+
+from botocore.awsrequest import AWSResponse
+
+# boto3 service names whose event names (service ids) differ.
+_EVENT_SERVICE = {
+    "dms": "database-migration-service",
+    "stepfunctions": "sfn",
+    "secretsmanager": "secrets-manager",
+}
+
+
+class _Raw(BytesIO):
+    def stream(self, **_: Any) -> Iterator[bytes]:
+        yield self.getvalue()
+
+
+@dataclass
+class AwsFault:
+    """One armed failure: skip ``after`` matching calls, then fail ``times`` of them."""
+
+    service: str
+    operation: str
+    code: str
+    message: str
+    status: int
+    after: int
+    times: int
+    when: Callable[[dict[str, Any]], bool] | None = None
+    seen: int = 0
+    fired: int = 0
+
+    @property
+    def spent(self) -> bool:
+        return self.fired >= self.times
+
+
+class AwsFaults:
+    """Armed AWS call failures for one botocore event emitter."""
+
+    def __init__(self, events: Any) -> None:
+        self._events = events
+        self._lock = threading.Lock()
+        self._faults: list[AwsFault] = []
+        self._registered: set[str] = set()
+
+    def fail(
+        self,
+        service: str,
+        operation: str,
+        *,
+        code: str = "InternalError",
+        message: str = "injected failure",
+        status: int = 500,
+        after: int = 0,
+        times: int = 1,
+        when: Callable[[dict[str, Any]], bool] | None = None,
+    ) -> AwsFault:
+        """Fail ``times`` calls of ``service``.``operation`` once ``after`` calls went through.
+
+        ``when`` sees botocore's request dict (url_path, query_string, body) and decides
+        whether the call counts.
+        """
+        fault = AwsFault(service, operation, code, message, status, after, times, when)
+        event = f"before-call.{_EVENT_SERVICE.get(service, service)}.{operation}"
+        with self._lock:
+            self._faults.append(fault)
+            if event not in self._registered:
+                self._registered.add(event)
+                self._events.register_first(event, self._before_call, unique_id=f"fault-{event}")
+        return fault
+
+    def clear(self) -> None:
+        """Disarm every fault."""
+        with self._lock:
+            self._faults.clear()
+
+    def _before_call(self, model: Any, params: dict[str, Any], **_: Any) -> Any:
+        service = model.service_model.service_name
+        with self._lock:
+            for fault in self._faults:
+                if fault.spent or fault.operation != model.name:
+                    continue
+                if fault.service not in (service, model.service_model.endpoint_prefix):
+                    continue
+                if fault.when is not None and not fault.when(params):
+                    continue
+                fault.seen += 1
+                if fault.seen <= fault.after:
+                    continue
+                fault.fired += 1
+                return _error(fault)
+        return None
+
+
+def _error(fault: AwsFault) -> tuple[AWSResponse, dict[str, Any]]:
+    """A parsed error response, as botocore's before-call short-circuit expects."""
+    parsed = {
+        "Error": {"Code": fault.code, "Message": fault.message},
+        "ResponseMetadata": {"HTTPStatusCode": fault.status, "RetryAttempts": 0},
+    }
+    body = _Raw(json.dumps(parsed).encode())
+    response = AWSResponse("https://local.fault", fault.status, {}, body)
+    return response, parsed
