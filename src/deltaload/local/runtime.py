@@ -346,6 +346,10 @@ class LocalRuntime:
         for handler in logging.getLogger(logger.name).handlers:
             if isinstance(handler, logging.StreamHandler):
                 handler.setStream(stream)
+        # moto's interpreter reports each failed state on the root logger's last resort.
+        interpreter = logging.getLogger("moto.stepfunctions")
+        interpreter.addHandler(logging.StreamHandler(stream))
+        interpreter.propagate = False
 
     # -- Lambda, in-process ------------------------------------------------------------------------
 
