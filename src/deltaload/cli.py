@@ -6,8 +6,10 @@ not finish (the message says why); 2 the command line itself was wrong.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -83,15 +85,36 @@ def main_options(
     Options.project_root = project
 
 
-def runtime(**kwargs: Any) -> Any:
-    """Open the local runtime with the shared options."""
+@contextlib.contextmanager
+def runtime(**kwargs: Any) -> Iterator[Any]:
+    """The local runtime with the shared options; its errors become exit code 1."""
     from deltaload.local.runtime import LocalRuntime, Source
 
-    source = (
-        Source.from_url(Options.source, schema=Options.sqlite_schema) if Options.source else None
-    )
-    kwargs.setdefault("log_file", Options.state_dir / "logs" / "functions.log")
-    return LocalRuntime(project_root(), Options.state_dir, source, **kwargs)
+    try:
+        source = (
+            Source.from_url(Options.source, schema=Options.sqlite_schema)
+            if Options.source
+            else None
+        )
+        kwargs.setdefault("log_file", Options.state_dir / "logs" / "functions.log")
+        with LocalRuntime(project_root(), Options.state_dir, source, **kwargs) as rt:
+            yield rt
+    except DeltaloadError as error:
+        raise fail(str(error)) from None
+
+
+def table_view(headers: list[str], rows: list[list[str]]) -> Table:
+    """A table whose first column (the name people search for) is never wrapped or cut."""
+    view = Table()
+    for index, header in enumerate(headers):
+        if index == 0:
+            width = max([len(header), *(len(r[0]) for r in rows)])
+            view.add_column(header, no_wrap=True, min_width=width)
+        else:
+            view.add_column(header, overflow="fold")
+    for row in rows:
+        view.add_row(*row)
+    return view
 
 
 def fail(message: str) -> typer.Exit:
@@ -228,14 +251,19 @@ def plan(table: Annotated[str, typer.Argument(help="targetTableName of the item.
     console.print_json(json.dumps(task_settings(item)))
 
 
+AS_JSON = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
 @app.command()
-def status():
+def status(as_json: AS_JSON = False):
     """Every table: active, watermark, last run, rows, state, lock."""
     with runtime() as rt:
         items = rt.items()
-    view = Table("table", "active", "filter", "watermark", "last run", "status", "rows", "lock")
-    for item in items:
-        view.add_row(
+    if as_json:
+        console.print_json(json.dumps(items, default=str))
+        return
+    rows = [
+        [
             item["targetTableName"],
             str(item.get("activeflag")),
             f"{item.get('filtercolumn')} {item.get('filteroperator')} {item.get('startvalue', '')}",
@@ -244,27 +272,40 @@ def status():
             str(item.get("lastRunStatus", "-")),
             str(item.get("lastRunRows", "-")),
             str(item.get("lockOwner", "")),
-        )
+        ]
+        for item in items
+    ]
+    headers = ["table", "active", "filter", "watermark", "last run", "status", "rows", "lock"]
+    view = table_view(headers, rows)
     console.print(view if items else "no controller items yet: `deltaload onboard FILE`")
 
 
 @app.command()
-def runs(table: Annotated[str, typer.Argument(help="targetTableName of the item.")]):
+def runs(
+    table: Annotated[str, typer.Argument(help="targetTableName of the item.")],
+    as_json: AS_JSON = False,
+):
     """The run history of TABLE, oldest first."""
     with runtime() as rt:
         records = rt.history(table)
-    view = Table("run", "status", "window", "rows", "files", "watermark", "error")
+    if as_json:
+        console.print_json(json.dumps(records, default=str))
+        return
+    rows = []
     for r in records:
         window = r.get("window") or {}
-        view.add_row(
-            str(r.get("runId")),
-            str(r.get("status")),
-            f"{window.get('lower', '')} .. {window.get('upper', '')}" if window else "-",
-            str(r.get("rows", "-")),
-            str(r.get("files", "-")),
-            str(r.get("watermark", "-")),
-            str(r.get("error", "") or "")[:80],
+        rows.append(
+            [
+                str(r.get("runId")),
+                str(r.get("status")),
+                f"{window.get('lower', '')} .. {window.get('upper', '')}" if window else "-",
+                str(r.get("rows", "-")),
+                str(r.get("files", "-")),
+                str(r.get("watermark", "-")),
+                str(r.get("error", "") or "")[:80],
+            ]
         )
+    view = table_view(["run", "status", "window", "rows", "files", "watermark", "error"], rows)
     console.print(view if records else f"no runs of {table!r} yet")
 
 

@@ -206,6 +206,8 @@ class LocalRuntime:
         finally:
             if hasattr(self, "dms"):
                 self.dms.shutdown()
+            for restore in getattr(self, "_restore_logging", []):
+                restore()
             if getattr(self, "_log_stream", None) is not None:
                 self._log_stream.close()
             if self._mock is not None:
@@ -343,13 +345,24 @@ class LocalRuntime:
         path.parent.mkdir(parents=True, exist_ok=True)
         stream = path.open("a", encoding="utf-8")
         self._log_stream = stream
+        self._restore_logging: list[Callable[[], None]] = []
         for handler in logging.getLogger(logger.name).handlers:
             if isinstance(handler, logging.StreamHandler):
-                handler.setStream(stream)
+                # Assigned, not setStream(): that flushes the old stream, which a test
+                # runner may already have closed.
+                previous, handler.stream = handler.stream, stream
+                self._restore_logging.append(lambda h=handler, p=previous: setattr(h, "stream", p))
         # moto's interpreter reports each failed state on the root logger's last resort.
         interpreter = logging.getLogger("moto.stepfunctions")
-        interpreter.addHandler(logging.StreamHandler(stream))
+        to_file = logging.StreamHandler(stream)
+        interpreter.addHandler(to_file)
         interpreter.propagate = False
+
+        def restore_interpreter() -> None:
+            interpreter.removeHandler(to_file)
+            interpreter.propagate = True
+
+        self._restore_logging.append(restore_interpreter)
 
     # -- Lambda, in-process ------------------------------------------------------------------------
 

@@ -1,0 +1,143 @@
+"""The `deltaload` command line, offline: exit codes and what each command shows."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pyarrow.dataset as ds
+import pytest
+from typer.testing import CliRunner
+
+from deltaload.cli import app
+
+ROOT = Path(__file__).resolve().parents[2]
+SEED = ROOT / "controller_seed"
+
+
+@pytest.fixture
+def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Run `deltaload` with its state and a small SQLite source in tmp_path."""
+    source = tmp_path / "source.sqlite"
+    with sqlite3.connect(source) as db:
+        db.execute("CREATE TABLE orders_rds (row_id INTEGER PRIMARY KEY, status TEXT)")
+        db.executemany("INSERT INTO orders_rds VALUES (?, 'NEW')", [(i,) for i in range(1, 31)])
+    monkeypatch.setenv("DELTALOAD_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("DELTALOAD_SOURCE_URL", f"sqlite:///{source}")
+    monkeypatch.chdir(ROOT)
+    runner = CliRunner()
+
+    def run(*args: str) -> object:
+        return runner.invoke(app, list(args), catch_exceptions=False)
+
+    run.source = source  # type: ignore[attr-defined]
+    return run
+
+
+def write(tmp_path: Path, name: str, document: object) -> str:
+    path = tmp_path / name
+    path.write_text(json.dumps(document))
+    return str(path)
+
+
+def test_validate_exit_codes(cli, tmp_path):
+    ok = cli("validate", str(SEED / "orders.json"), str(SEED / "orders.dynamodb.json"))
+    assert ok.exit_code == 0 and ok.output.count("ok") == 2
+    bad = write(
+        tmp_path,
+        "bad.json",
+        {**json.loads((SEED / "orders.json").read_text()), "filteroperator": "gt"},
+    )
+    result = cli("validate", bad)
+    assert result.exit_code == 1
+    assert "orders_s3" in result.output and "filteroperator" in result.output
+
+
+def test_unreadable_file_is_reported(cli, tmp_path):
+    path = tmp_path / "broken.json"
+    path.write_text("{not json")
+    result = cli("validate", str(path))
+    assert result.exit_code == 1 and "cannot read JSON" in result.output
+
+
+def test_onboard_run_status_runs_and_plan(cli, tmp_path):
+    assert cli("onboard", str(SEED / "orders.json")).exit_code == 0
+    run = cli("run")
+    assert run.exit_code == 0, run.output
+    assert "orders_s3" in run.output
+
+    assert "orders_s3" in cli("status").output
+    [item] = json.loads(cli("status", "--json").output)
+    assert (item["targetTableName"], item["watermark"], item["lastRunRows"]) == (
+        "orders_s3",
+        "30",
+        30,
+    )
+
+    [record] = json.loads(cli("runs", "orders_s3", "--json").output)
+    assert (record["status"], record["rows"]) == ("SUCCEEDED", 30)
+
+    plan = cli("plan", "orders_s3")
+    assert plan.exit_code == 0
+    assert "[31, max loaded value]" in plan.output
+    assert '"filter-operator": "gte"' in plan.output
+
+    lake = tmp_path / "state" / "s3"
+    files = [f for f in lake.rglob("*.parquet")]
+    assert ds.dataset(files).count_rows() == 30
+
+
+def test_onboard_keeps_the_watermark_unless_reset(cli):
+    assert cli("onboard", str(SEED / "orders.json")).exit_code == 0
+    assert cli("run").exit_code == 0
+    assert cli("onboard", str(SEED / "orders.json")).exit_code == 0
+    assert "[31, max loaded value]" in cli("plan", "orders_s3").output
+    assert cli("onboard", "--reset", str(SEED / "orders.json")).exit_code == 0
+    assert "[1, max loaded value]" in cli("plan", "orders_s3").output
+
+
+def test_onboard_writes_nothing_when_any_item_is_invalid(cli, tmp_path):
+    bad = write(tmp_path, "bad.json", [{"targetTableName": "other", "activeflag": "true"}])
+    result = cli("onboard", str(SEED / "orders.json"), bad)
+    assert result.exit_code == 1
+    assert "nothing was written" in result.output
+    assert "no controller items yet" in cli("status").output
+
+
+def test_run_exits_non_zero_when_a_table_fails(cli, tmp_path):
+    item = {**json.loads((SEED / "orders.json").read_text()), "sourceTable": "missing_table"}
+    assert cli("onboard", write(tmp_path, "item.json", item)).exit_code == 0
+    result = cli("run")
+    assert result.exit_code == 1
+    assert "FAILED" in result.output
+
+
+def test_invoke_runs_one_function_of_the_template(cli, tmp_path):
+    assert cli("onboard", str(SEED / "orders.json")).exit_code == 0
+    event = write(tmp_path, "event.json", {"tables": ["nothing_here"]})
+    result = cli("invoke", "StarterFunction", "--event", event)
+    assert result.exit_code == 0
+    summary = json.loads(result.output)
+    assert summary["started"] == []
+    assert summary["skipped"] == [{"table": "nothing_here", "reason": "no active controller item"}]
+    unknown = cli("invoke", "NoSuchFunction")
+    assert unknown.exit_code == 1 and "no function 'NoSuchFunction'" in unknown.output
+
+
+def test_plan_of_an_unknown_table(cli):
+    result = cli("plan", "nope")
+    assert result.exit_code == 1 and "no controller item 'nope'" in result.output
+
+
+def test_demo(cli, tmp_path):
+    result = cli("demo", "--rows", "40")
+    assert result.exit_code == 0, result.output
+    assert "run 1: initial load" in result.output and "run 2: delta" in result.output
+    lake = next((tmp_path / "state" / "demo" / "s3").glob("[!.]*")) / "datalake" / "dwh"
+    orders = ds.dataset(lake / "orders_s3", ignore_prefixes=["_"])
+    assert orders.count_rows() == 40 + 10  # every order once
+    ids = orders.to_table(columns=["row_id"]).column(0).to_pylist()
+    assert sorted(ids) == list(range(1, 51))
+    changes = ds.dataset(lake / "orders_changes_s3", ignore_prefixes=["_"])
+    assert changes.count_rows() == 40 + 10 + 4  # plus the 4 updated versions
