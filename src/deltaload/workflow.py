@@ -310,7 +310,7 @@ def start_load(
         task_settings=run["taskSettings"],
         tags=_tags(settings, table, run_id),
     )
-    task = _wait_until_created(clients, task, now)
+    task = _wait_until_created(clients, task, now, settings.poll_initial_seconds)
     started = replication.start_task(clients, task)
     return {
         "taskArn": task["ReplicationTaskArn"],
@@ -320,7 +320,11 @@ def start_load(
     }
 
 
-def _wait_until_created(clients: Clients, task: dict[str, Any], now: Now) -> dict[str, Any]:
+def _wait_until_created(
+    clients: Clients, task: dict[str, Any], now: Now, poll_initial_seconds: int
+) -> dict[str, Any]:
+    # DMS creates a task in seconds: poll every 2 s (or faster when the stack polls faster).
+    first_wait = min(2, poll_initial_seconds)
     identifier = task["ReplicationTaskIdentifier"]
     deadline = now().timestamp() + TASK_READY_WAIT_SECONDS
     attempt = 0
@@ -331,7 +335,7 @@ def _wait_until_created(clients: Clients, task: dict[str, Any], now: Now) -> dic
                 f"replication task {identifier} is still {task.get('Status')!r} after "
                 f"{TASK_READY_WAIT_SECONDS} seconds; the step will be retried"
             )
-        _sleep(max(1, backoff.wait_within(attempt, 2, 15, deadline, moment)))
+        _sleep(max(0.25, backoff.wait_within(attempt, first_wait, 15, deadline, moment)))
         attempt += 1
         task = replication.find_task(clients, identifier) or {}
     if task.get("Status") == "failed":

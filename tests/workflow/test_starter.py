@@ -60,7 +60,7 @@ def test_starts_every_active_item_across_scan_pages(
     result = start_tick(EVENT, clients, tick_settings, now=lambda: NOW)
     assert len(result["started"]) == 1001 and not result["invalid"]
     names = {s["runId"] for s in result["started"]}
-    assert "t0000-20240501T1200Z" in names and "bool_active-20240501T1200Z" in names
+    assert "t0000-20240501T120041Z" in names and "bool_active-20240501T120041Z" in names
     assert len(_executions(clients, tick_settings.state_machine_arn)) == 1001
     started = clients.sfn.describe_execution(
         executionArn=_executions(clients, tick_settings.state_machine_arn)[0]["executionArn"]
@@ -73,12 +73,12 @@ def test_repeated_tick_does_not_start_twice(clients: Clients, tick_settings: Set
     put_item(clients, tick_settings)
     first = start_tick(EVENT, clients, tick_settings)
     again = start_tick({**EVENT, "id": "evt-2"}, clients, tick_settings)
-    assert [s["runId"] for s in first["started"]] == ["orders-20240501T1200Z"]
+    assert [s["runId"] for s in first["started"]] == ["orders-20240501T120041Z"]
     assert again["started"] == []
     assert again["skipped"] == [
         {
             "table": "orders",
-            "runId": "orders-20240501T1200Z",
+            "runId": "orders-20240501T120041Z",
             "reason": "already started for this tick",
         }
     ]
@@ -103,7 +103,7 @@ def test_event_can_limit_the_tick_to_some_tables(clients: Clients, tick_settings
     put_item(clients, tick_settings)
     put_item(clients, tick_settings, targetTableName="customers")
     result = start_tick({"tables": ["customers", "ghost"]}, clients, tick_settings, now=lambda: NOW)
-    assert [s["runId"] for s in result["started"]] == ["customers-20240501T1200Z"]
+    assert [s["runId"] for s in result["started"]] == ["customers-20240501T120000Z"]
     assert result["skipped"] == [{"table": "ghost", "reason": "no active controller item"}]
 
 
