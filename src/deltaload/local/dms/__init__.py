@@ -1,0 +1,77 @@
+"""The local replication engine: an in-process stand-in for AWS DMS.
+
+``LocalDms(...).install(session.events)`` answers every DMS call of that boto3/botocore
+session from botocore's ``before-send`` event, before moto (or the network) sees it, and
+really copies the selected, filtered rows from SQLite, PostgreSQL or MySQL/MariaDB to
+Parquet in S3 with DMS's file layout, statuses and table statistics. See docs/engine.md.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .backend import DmsBackend
+from .errors import DmsFault
+from .faults import FaultRegistry
+from .protocol import error_response, ok_response, parse_request
+from .scheduler import Timing
+
+__all__ = ["FaultRegistry", "LocalDms", "Timing"]
+
+LOG = logging.getLogger(__name__)
+EVENT = "before-send.database-migration-service"
+_ORIGINAL_URL = "_deltaload_local_dms_url"
+_ANSWERED_URL = "https://local-dms.invalid/"
+
+
+class LocalDms:
+    """An in-process DMS served through botocore's event system."""
+
+    def __init__(
+        self,
+        clients_for_aws: Callable[[str], Any],
+        *,
+        timing: Timing | None = None,
+        workdir: Path | None = None,
+    ) -> None:
+        """``clients_for_aws('s3'|'secretsmanager')`` returns the boto3 clients the engine uses."""
+        self.timing = timing or Timing()
+        self.faults = FaultRegistry()
+        self._backend = DmsBackend(clients_for_aws, self.timing, self.faults, workdir)
+        self._handler_id = f"deltaload-local-dms-{id(self)}"
+
+    def install(self, events: Any) -> None:
+        """Answer DMS calls of the sessions sharing ``events`` (a botocore HierarchicalEmitter)."""
+        events.register_first(EVENT, self._on_before_send, unique_id=self._handler_id)
+
+    def uninstall(self, events: Any) -> None:
+        """Stop answering DMS calls on ``events``."""
+        events.unregister(EVENT, self._on_before_send, unique_id=self._handler_id)
+
+    def shutdown(self) -> None:
+        """Stop the background threads (running loads are cancelled first)."""
+        self._backend.shutdown()
+
+    def __enter__(self) -> LocalDms:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.shutdown()
+
+    def _on_before_send(self, request: Any, **_: Any) -> Any:
+        url = getattr(request, _ORIGINAL_URL, None) or request.url
+        operation, params, region = parse_request(request, url)
+        # botocore calls every before-send handler and takes the first response, so moto's
+        # stubber (registered on 'before-send') would still see the request and answer or
+        # fail on it. Pointing the answered request at a non-AWS host makes moto skip it.
+        setattr(request, _ORIGINAL_URL, url)
+        request.url = _ANSWERED_URL
+        try:
+            payload = self._backend.handle(operation, params, region)
+        except DmsFault as fault:
+            LOG.debug("local DMS %s -> %s: %s", operation, fault.code, fault.message)
+            return error_response(url, fault)
+        return ok_response(url, payload)

@@ -1,0 +1,711 @@
+"""Source databases: resolve an endpoint to a connection, list tables, type columns, stream.
+
+Every reader streams Arrow record batches that ``conform`` casts to the table's schema:
+SQLite and PostgreSQL through ADBC (Arrow end to end), MySQL/MariaDB through a
+SQLAlchemy server-side cursor converted chunk by chunk with an explicit schema.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql import quoted_name
+
+from .coltypes import (
+    Column,
+    Kind,
+    arrow_for,
+    canonical_timestamp_text,
+    parse_timestamp,
+    sqlite_column,
+)
+from .errors import LoadError
+from .filters import build_where
+from .mapping import SourceFilter
+
+SQLITE_BATCH_ROWS = 65_536
+MYSQL_CHUNK_ROWS = 50_000
+_SYSTEM_SCHEMAS = {
+    "postgres": ("pg_catalog", "information_schema"),
+    "mysql": ("mysql", "information_schema", "performance_schema", "sys"),
+}
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    """Where a source endpoint's data lives; ``url`` holds credentials, never print it."""
+
+    kind: str  # sqlite | postgres | mysql
+    endpoint_id: str
+    url: sa.URL | None = None
+    sqlite_path: str | None = None
+    schema_alias: str | None = None
+    unbounded_numeric_as_string: bool = False
+    options: Mapping[str, str] = field(default_factory=dict)
+
+    def describe(self) -> str:
+        """A password-free description for messages."""
+        if self.kind == "sqlite":
+            return f"sqlite file {self.sqlite_path}"
+        assert self.url is not None
+        return f"{self.kind} {self.url.render_as_string(hide_password=True)}"
+
+
+def sa_url(kind: str, host: str, port: int | None, user: str, password: str, db: str) -> sa.URL:
+    """A SQLAlchemy URL for a server source (credentials escaped by SQLAlchemy)."""
+    driver = "postgresql" if kind == "postgres" else "mysql+pymysql"
+    return sa.URL.create(driver, user or None, password or None, host, port, db or None)
+
+
+def config_from_url(endpoint_id: str, url_text: str, database: str | None) -> SourceConfig:
+    """A config from the local-only secret key ``url`` (any SQLAlchemy URL)."""
+    url = sa.make_url(url_text)
+    backend = url.get_backend_name()
+    if backend == "sqlite":
+        return SourceConfig("sqlite", endpoint_id, sqlite_path=url.database)
+    kind = {"postgresql": "postgres", "mysql": "mysql", "mariadb": "mysql"}.get(backend)
+    if kind is None:
+        raise LoadError(f"endpoint {endpoint_id}: secret url backend {backend!r} not supported")
+    if database:
+        url = url.set(database=database)
+    return SourceConfig(kind, endpoint_id, url=url)
+
+
+def read_secret(client: Any, secret_id: str, endpoint_id: str) -> dict[str, Any]:
+    """Read the endpoint's Secrets Manager secret (JSON with host/port/username/password)."""
+    try:
+        text = client.get_secret_value(SecretId=secret_id)["SecretString"]
+        secret = json.loads(text)
+    except Exception as exc:
+        raise LoadError(
+            f"endpoint {endpoint_id}: cannot read secret {secret_id!r}: {type(exc).__name__}"
+        ) from None
+    if not isinstance(secret, dict):
+        raise LoadError(f"endpoint {endpoint_id}: secret {secret_id!r} is not a JSON object")
+    return secret
+
+
+class SourceReader:
+    """Base of the three readers: listing, typing and filtered streaming of tables."""
+
+    kind = ""
+
+    def __init__(self, config: SourceConfig) -> None:
+        self.config = config
+
+    def __enter__(self) -> SourceReader:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release the connection."""
+
+    def list_tables(self, table_types: set[str]) -> list[tuple[str, str]]:
+        """(schema, table) of every table (and/or view) in the source."""
+        raise NotImplementedError
+
+    def columns(self, schema: str, table: str) -> list[Column]:
+        """The typed columns of a table, in table order."""
+        raise NotImplementedError
+
+    def batches(
+        self, schema: str, table: str, columns: list[Column], filters: Sequence[SourceFilter]
+    ) -> Iterator[pa.RecordBatch]:
+        """Stream the filtered rows as driver batches; ``conform`` gives them the table schema.
+
+        Conversion is left to the consumer so that, with the prefetch thread, reading
+        and converting/encoding run on different cores.
+        """
+        raise NotImplementedError
+
+    @staticmethod
+    def _where(table: str, schema: str) -> str:
+        return f"table {schema}.{table}"
+
+
+def _types_wanted(table_types: set[str]) -> set[str]:
+    wanted = set()
+    for kind in table_types or {"table"}:
+        wanted |= {"table", "view"} if kind == "all" else {kind}
+    return wanted
+
+
+def _quoted(name: str) -> quoted_name:
+    # Always quote: DMS names are case-sensitive and may be reserved words.
+    return quoted_name(name, True)
+
+
+def _sa_table(schema: str | None, table: str, columns: Sequence[Column]) -> sa.TableClause:
+    cols = [sa.column(_quoted(c.name)) for c in columns]
+    return sa.table(_quoted(table), *cols, schema=_quoted(schema) if schema else None)
+
+
+# --------------------------------------------------------------------------- SQLite
+
+
+class _SqliteDialect:
+    """SQLite compares normalised text timestamps/dates and binds plain values."""
+
+    def raw_column(self, column: Column) -> sa.ColumnElement:
+        return sa.column(_quoted(column.name))
+
+    def column_expr(self, column: Column) -> sa.ColumnElement:
+        col = self.raw_column(column)
+        if column.kind in (Kind.TIMESTAMP, Kind.TIMESTAMPTZ):
+            return sqlite_canonical_timestamp(col)
+        if column.kind is Kind.DATE:
+            return sa.func.date(col)
+        return col
+
+    def value_expr(self, column: Column, value: object) -> sa.ColumnElement:
+        if column.kind in (Kind.TIMESTAMP, Kind.TIMESTAMPTZ):
+            value = canonical_timestamp_text(value)  # type: ignore[arg-type]
+        elif column.kind is Kind.DATE:
+            value = value.isoformat()  # type: ignore[attr-defined]
+        elif column.kind is Kind.DECIMAL:
+            # NUMERIC affinity stores REAL/INTEGER, so compare as a number.
+            value = int(value) if value == int(value) else float(value)  # type: ignore[call-overload]
+        elif column.kind is Kind.BOOL:
+            value = int(bool(value))
+        return sa.bindparam(None, value)
+
+
+def sqlite_canonical_timestamp(col: sa.ColumnElement) -> sa.ColumnElement:
+    """'YYYY-MM-DD HH:MM:SS.ffffff' (UTC) of a SQLite text timestamp, for ordering.
+
+    SQLite stores timestamps as text, so '2024-01-01 10:00:00.5' vs '2024-01-01T10:00:00'
+    cannot be compared as strings: strftime() normalises the separator and any ±HH:MM
+    offset (to UTC) and the fraction digits are taken from the text, padded to six.
+    """
+    dot = sa.func.instr(col, ".")
+    fraction = sa.case((dot > 0, sa.func.substr(col, dot + 1)), else_=sa.literal_column("''"))
+    digits = sa.func.length(fraction) - sa.func.length(
+        sa.func.ltrim(fraction, sa.literal_column("'0123456789'"))
+    )
+    padded = sa.func.substr(
+        sa.func.substr(fraction, 1, digits).op("||")(sa.literal_column("'000000'")), 1, 6
+    )
+    seconds = sa.func.strftime(sa.literal_column("'%Y-%m-%d %H:%M:%S'"), col)
+    return seconds.op("||")(sa.literal_column("'.'")).op("||")(padded)
+
+
+_SQLITE_READ_CAST = {
+    Kind.INT: (sa.Integer, "0"),
+    Kind.BOOL: (sa.Integer, "0"),
+    Kind.FLOAT: (sa.REAL, "0.0"),
+    Kind.BINARY: (sa.LargeBinary, "x''"),
+}
+
+
+class SqliteReader(SourceReader):
+    """SQLite through ADBC; every column is CAST so ADBC's type inference is stable."""
+
+    kind = "sqlite"
+
+    def __init__(self, config: SourceConfig) -> None:
+        super().__init__(config)
+        path = config.sqlite_path or ""
+        if not path or not os.path.isfile(path):
+            raise LoadError(f"endpoint {config.endpoint_id}: SQLite file {path!r} does not exist")
+        import adbc_driver_sqlite.dbapi as adbc_sqlite
+
+        self._conn = adbc_sqlite.connect(path)
+        self._schema = config.schema_alias or "main"
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def _meta(self) -> sqlite3.Connection:
+        # The stdlib module reads the catalogue (declared types ADBC does not report).
+        return sqlite3.connect(f"file:{self.config.sqlite_path}?mode=ro", uri=True)
+
+    def list_tables(self, table_types: set[str]) -> list[tuple[str, str]]:
+        types = sorted(_types_wanted(table_types))
+        marks = ",".join("?" for _ in types)
+        with self._meta() as meta:
+            rows = meta.execute(
+                f"SELECT name FROM sqlite_master WHERE type IN ({marks}) "
+                "AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name",
+                types,
+            ).fetchall()
+        return [(self._schema, name) for (name,) in rows]
+
+    def columns(self, schema: str, table: str) -> list[Column]:
+        with self._meta() as meta:
+            rows = meta.execute("SELECT name, type FROM pragma_table_info(?)", (table,)).fetchall()
+        if not rows:
+            raise LoadError(
+                f"{self._where(table, schema)} does not exist in {self.config.describe()}"
+            )
+        return [sqlite_column(name, declared or "") for name, declared in rows]
+
+    def batches(
+        self, schema: str, table: str, columns: list[Column], filters: Sequence[SourceFilter]
+    ) -> Iterator[pa.RecordBatch]:
+        by_name = {c.name: c for c in columns}
+        where = build_where(filters, by_name, _SqliteDialect(), self._where(table, schema))
+        expected = [_storage_type(c) for c in columns]
+        cursor = self._conn.cursor()
+        try:
+            # Fast path: ADBC infers each column's type from the first batch; every column
+            # is CAST to its storage class, so the inference is right unless a column is
+            # NULL throughout the first batch. That shows in the reader's schema before
+            # any row is used, and then the query is run again with a typed sentinel row.
+            reader = self._execute(cursor, table, columns, where, sentinel=False)
+            if reader.schema.types != expected:
+                cursor.close()
+                cursor = self._conn.cursor()
+                reader = self._execute(cursor, table, columns, where, sentinel=True)
+                yield from self._without_sentinel(reader, table, schema)
+                return
+            for batch in reader:
+                if batch.num_rows:
+                    yield batch
+        except OSError as exc:
+            raise LoadError(f"{self._where(table, schema)}: SQLite read failed: {exc}") from exc
+        finally:
+            cursor.close()
+
+    def _execute(
+        self,
+        cursor: Any,
+        table: str,
+        columns: list[Column],
+        where: sa.ColumnElement | None,
+        *,
+        sentinel: bool,
+    ) -> pa.RecordBatchReader:
+        sql, params = self._compile(table, columns, where, sentinel=sentinel)
+        cursor.adbc_statement.set_options(
+            **{"adbc.sqlite.query.batch_rows": str(SQLITE_BATCH_ROWS)}
+        )
+        cursor.execute(sql, parameters=params or None)
+        return cursor.fetch_record_batch()
+
+    def _without_sentinel(
+        self, reader: pa.RecordBatchReader, table: str, schema: str
+    ) -> Iterator[pa.RecordBatch]:
+        first = True
+        for batch in reader:
+            if first:
+                # Row 0 is the typing sentinel (marker 1); drop it, and the marker column.
+                if batch.num_rows == 0 or batch.column(0)[0].as_py() != 1:
+                    raise LoadError(f"{self._where(table, schema)}: sentinel row missing")
+                batch = batch.slice(1)
+                first = False
+            if batch.num_rows:
+                yield batch.drop_columns(["__dl_marker"])
+
+    def _compile(
+        self, table: str, columns: list[Column], where: sa.ColumnElement | None, *, sentinel: bool
+    ) -> tuple[str, list[Any]]:
+        # A first sentinel row of the right storage class plus a CAST on every column
+        # makes ADBC's inferred types the declared ones (used only when needed: the
+        # UNION ALL makes SQLite's scan markedly slower).
+        data = [sa.literal_column("0").label("__dl_marker")] if sentinel else []
+        marker = [sa.literal_column("1").label("__dl_marker")]
+        for col in columns:
+            cast_type, default = _SQLITE_READ_CAST.get(col.kind, (sa.Text, "''"))
+            marker.append(sa.literal_column(default).label(col.name))
+            data.append(sa.cast(sa.column(_quoted(col.name)), cast_type).label(col.name))
+        stmt: sa.Select | sa.CompoundSelect = sa.select(*data).select_from(
+            _sa_table(None, table, columns)
+        )
+        if where is not None:
+            stmt = stmt.where(where)
+        if sentinel:
+            stmt = sa.union_all(sa.select(*marker), stmt)
+        compiled = stmt.compile(dialect=sqlite.dialect())
+        params = [compiled.params[name] for name in compiled.positiontup or []]
+        return compiled.string, params
+
+
+def _storage_type(column: Column) -> pa.DataType:
+    """The Arrow type ADBC reports for the CAST expression of a column."""
+    cast_type = _SQLITE_READ_CAST.get(column.kind, (sa.Text, ""))[0]
+    return {sa.Integer: pa.int64(), sa.REAL: pa.float64(), sa.LargeBinary: pa.binary()}.get(
+        cast_type, pa.string()
+    )
+
+
+# ----------------------------------------------------------------------- PostgreSQL
+
+_PG_INTS = {"smallint": pa.int16(), "integer": pa.int32(), "bigint": pa.int64()}
+_PG_TEXT_UDTS = {"text", "varchar", "bpchar", "name"}
+
+
+def _pg_sa_type(column: Column) -> sa.types.TypeEngine:
+    if column.kind is Kind.DECIMAL:
+        if pa.types.is_decimal(column.arrow_type):
+            return sa.Numeric(column.arrow_type.precision, column.arrow_type.scale)
+        return sa.Numeric()
+    return {
+        Kind.INT: sa.BigInteger(),
+        Kind.FLOAT: sa.Float(53),
+        Kind.DATE: sa.Date(),
+        Kind.TIMESTAMP: sa.TIMESTAMP(timezone=False),
+        Kind.TIMESTAMPTZ: sa.TIMESTAMP(timezone=True),
+        Kind.BOOL: sa.Boolean(),
+    }.get(column.kind, sa.Text())
+
+
+class _PostgresDialect:
+    """Values are bound to session settings and cast back to the column's type in SQL.
+
+    ADBC's PostgreSQL driver streams a result with COPY only when the query has no
+    parameters (with parameters it materialises the whole result). So each converted
+    value is bound with ``set_config($1, $2)`` and the query reads it back with
+    ``CAST(current_setting('deltaload.pN') AS <column type>)``: values stay bound, the
+    query text never contains them, and the result streams.
+    """
+
+    def __init__(self) -> None:
+        self.settings: list[tuple[str, str]] = []
+
+    def raw_column(self, column: Column) -> sa.ColumnElement:
+        return sa.column(_quoted(column.name))
+
+    def column_expr(self, column: Column) -> sa.ColumnElement:
+        return self.raw_column(column)
+
+    def value_expr(self, column: Column, value: object) -> sa.ColumnElement:
+        name = f"deltaload.p{len(self.settings) + 1}"
+        self.settings.append((name, _pg_text(value)))
+        setting = sa.func.current_setting(sa.literal_column(f"'{name}'"))
+        return sa.cast(setting, _pg_sa_type(column))
+
+
+def _pg_text(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if hasattr(value, "isoformat"):
+        return value.isoformat()  # type: ignore[no-any-return, attr-defined]
+    return str(value)
+
+
+class PostgresReader(SourceReader):
+    """PostgreSQL through ADBC (binary COPY, streamed)."""
+
+    kind = "postgres"
+
+    def __init__(self, config: SourceConfig) -> None:
+        super().__init__(config)
+        import adbc_driver_postgresql.dbapi as adbc_pg
+
+        assert config.url is not None
+        uri = config.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        try:
+            self._conn = adbc_pg.connect(uri)
+        except Exception as exc:
+            raise LoadError(
+                f"endpoint {config.endpoint_id}: cannot connect to {config.describe()}: "
+                f"{type(exc).__name__}"
+            ) from None
+        self._query("SET TIME ZONE 'UTC'")
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def _query(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
+        cursor = self._conn.cursor()
+        try:
+            cursor.execute(sql, parameters=params)
+            return cursor.fetchall() if cursor.description else []
+        finally:
+            cursor.close()
+
+    def list_tables(self, table_types: set[str]) -> list[tuple[str, str]]:
+        wanted = _types_wanted(table_types)
+        kinds = [k for k, t in (("BASE TABLE", "table"), ("VIEW", "view")) if t in wanted]
+        rows = self._query(
+            "SELECT table_schema, table_name, table_type FROM information_schema.tables "
+            "WHERE table_schema NOT IN ('pg_catalog', 'information_schema') "
+            "AND table_schema NOT LIKE 'pg\\_%' ORDER BY 1, 2"
+        )
+        return [(s, t) for s, t, kind in rows if kind in kinds]
+
+    def columns(self, schema: str, table: str) -> list[Column]:
+        rows = self._query(
+            "SELECT column_name, data_type, udt_name, numeric_precision, numeric_scale "
+            "FROM information_schema.columns WHERE table_schema = $1 AND table_name = $2 "
+            "ORDER BY ordinal_position",
+            (schema, table),
+        )
+        if not rows:
+            raise LoadError(
+                f"{self._where(table, schema)} does not exist in {self.config.describe()}"
+            )
+        return [self._column(*row) for row in rows]
+
+    def _column(self, name: str, data_type: str, udt: str, prec: Any, scale: Any) -> Column:
+        if data_type in _PG_INTS:
+            return Column(name, Kind.INT, _PG_INTS[data_type], data_type)
+        if data_type == "numeric":
+            if prec is None:
+                # Local choice: NUMERIC(28,6); text with mapUnboundedNumericAsString=true.
+                if self.config.unbounded_numeric_as_string:
+                    return Column(name, Kind.DECIMAL, pa.string(), "numeric")
+                prec, scale = 28, 6
+            return Column(name, Kind.DECIMAL, arrow_for(Kind.DECIMAL, int(prec), int(scale)), udt)
+        simple = {
+            "real": (Kind.FLOAT, pa.float32()),
+            "double precision": (Kind.FLOAT, pa.float64()),
+            "boolean": (Kind.BOOL, pa.bool_()),
+            "date": (Kind.DATE, pa.date32()),
+            "timestamp without time zone": (Kind.TIMESTAMP, pa.timestamp("us")),
+            "timestamp with time zone": (Kind.TIMESTAMPTZ, pa.timestamp("us", tz="UTC")),
+            "bytea": (Kind.BINARY, pa.binary()),
+        }
+        kind, arrow_type = simple.get(data_type, (Kind.TEXT, pa.string()))
+        as_text = kind is Kind.TEXT and udt not in _PG_TEXT_UDTS
+        return Column(name, kind, arrow_type, udt if as_text else data_type, read_as_text=as_text)
+
+    def batches(
+        self, schema: str, table: str, columns: list[Column], filters: Sequence[SourceFilter]
+    ) -> Iterator[pa.RecordBatch]:
+        dialect = _PostgresDialect()
+        where = build_where(
+            filters, {c.name: c for c in columns}, dialect, self._where(table, schema)
+        )
+        select = []
+        for col in columns:
+            ref = sa.column(_quoted(col.name))
+            # Types ADBC has no Arrow mapping for (uuid, json, interval, ...) come as text.
+            select.append(sa.cast(ref, sa.Text).label(col.name) if col.read_as_text else ref)
+        stmt = sa.select(*select).select_from(_sa_table(schema, table, columns))
+        if where is not None:
+            stmt = stmt.where(where)
+        sql = stmt.compile(dialect=postgresql.dialect()).string
+        for name, text in dialect.settings:
+            self._query("SELECT set_config($1, $2, false)", (name, text))
+        cursor = self._conn.cursor()
+        try:
+            cursor.execute(sql)
+            for batch in cursor.fetch_record_batch():
+                if batch.num_rows:
+                    yield batch
+        except Exception as exc:
+            if isinstance(exc, LoadError):
+                raise
+            raise LoadError(f"{self._where(table, schema)}: PostgreSQL read failed: {exc}") from exc
+        finally:
+            cursor.close()
+
+
+# ---------------------------------------------------------------------------- MySQL
+
+
+class _MysqlDialect:
+    """MySQL binds typed values (PyMySQL escapes them); TIMESTAMP values are UTC."""
+
+    def raw_column(self, column: Column) -> sa.ColumnElement:
+        return sa.column(_quoted(column.name))
+
+    def column_expr(self, column: Column) -> sa.ColumnElement:
+        return self.raw_column(column)
+
+    def value_expr(self, column: Column, value: object) -> sa.ColumnElement:
+        if column.kind is Kind.TIMESTAMPTZ:
+            value = value.astimezone(UTC).replace(tzinfo=None)  # type: ignore[attr-defined]
+        elif column.kind is Kind.BOOL:
+            value = int(bool(value))
+        return sa.bindparam(None, value)
+
+
+_MYSQL_INTS = {
+    "tinyint": (pa.int8(), pa.int16()),
+    "smallint": (pa.int16(), pa.int32()),
+    "mediumint": (pa.int32(), pa.int32()),
+    "int": (pa.int32(), pa.int64()),
+    "bigint": (pa.int64(), pa.uint64()),
+    "year": (pa.int16(), pa.int16()),
+}
+_MYSQL_BINARY = {"binary", "varbinary", "tinyblob", "blob", "mediumblob", "longblob"}
+
+
+class MysqlReader(SourceReader):
+    """MySQL/MariaDB through a SQLAlchemy streaming (server-side) cursor."""
+
+    kind = "mysql"
+
+    def __init__(self, config: SourceConfig) -> None:
+        super().__init__(config)
+        assert config.url is not None
+        self._engine = sa.create_engine(config.url, poolclass=sa.pool.NullPool)
+        try:
+            self._conn = self._engine.connect()
+            # TIMESTAMP columns are returned in the session zone: make that UTC.
+            self._conn.exec_driver_sql("SET time_zone = '+00:00'")
+        except Exception as exc:
+            raise LoadError(
+                f"endpoint {config.endpoint_id}: cannot connect to {config.describe()}: "
+                f"{type(exc).__name__}"
+            ) from None
+
+    def close(self) -> None:
+        self._conn.close()
+        self._engine.dispose()
+
+    def list_tables(self, table_types: set[str]) -> list[tuple[str, str]]:
+        wanted = _types_wanted(table_types)
+        kinds = [k for k, t in (("BASE TABLE", "table"), ("VIEW", "view")) if t in wanted]
+        rows = self._conn.execute(
+            sa.text(
+                "SELECT TABLE_SCHEMA, TABLE_NAME, TABLE_TYPE FROM information_schema.TABLES "
+                "WHERE TABLE_SCHEMA NOT IN :system ORDER BY 1, 2"
+            ).bindparams(sa.bindparam("system", expanding=True)),
+            {"system": list(_SYSTEM_SCHEMAS["mysql"])},
+        ).all()
+        return [(s, t) for s, t, kind in rows if kind in kinds]
+
+    def columns(self, schema: str, table: str) -> list[Column]:
+        rows = self._conn.execute(
+            sa.text(
+                "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, NUMERIC_PRECISION, NUMERIC_SCALE "
+                "FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = :s AND TABLE_NAME = :t "
+                "ORDER BY ORDINAL_POSITION"
+            ),
+            {"s": schema, "t": table},
+        ).all()
+        if not rows:
+            raise LoadError(
+                f"{self._where(table, schema)} does not exist in {self.config.describe()}"
+            )
+        return [_mysql_column(*row) for row in rows]
+
+    def batches(
+        self, schema: str, table: str, columns: list[Column], filters: Sequence[SourceFilter]
+    ) -> Iterator[pa.RecordBatch]:
+        where = build_where(
+            filters, {c.name: c for c in columns}, _MysqlDialect(), self._where(table, schema)
+        )
+        stmt = sa.select(*[sa.column(_quoted(c.name)) for c in columns]).select_from(
+            _sa_table(schema, table, columns)
+        )
+        if where is not None:
+            stmt = stmt.where(where)
+        schema_out = pa.schema([c.field for c in columns])
+        streaming = self._conn.execution_options(stream_results=True, yield_per=MYSQL_CHUNK_ROWS)
+        try:
+            result = streaming.execute(stmt)
+            for rows in result.partitions():
+                yield _rows_to_batch(rows, columns, schema_out)
+        except sa.exc.DBAPIError as exc:
+            raise LoadError(f"{self._where(table, schema)}: MySQL read failed: {exc.orig}") from exc
+
+
+def _mysql_column(name: str, data_type: str, column_type: str, prec: Any, scale: Any) -> Column:
+    data_type = data_type.lower()
+    column_type = column_type.lower()
+    if column_type.startswith("tinyint(1)") or data_type in ("bool", "boolean"):
+        return Column(name, Kind.BOOL, pa.bool_(), column_type)
+    if data_type in _MYSQL_INTS:
+        signed, unsigned = _MYSQL_INTS[data_type]
+        return Column(
+            name, Kind.INT, unsigned if "unsigned" in column_type else signed, column_type
+        )
+    if data_type == "decimal":
+        return Column(
+            name, Kind.DECIMAL, arrow_for(Kind.DECIMAL, int(prec), int(scale)), column_type
+        )
+    simple = {
+        "float": (Kind.FLOAT, pa.float32()),
+        "double": (Kind.FLOAT, pa.float64()),
+        "date": (Kind.DATE, pa.date32()),
+        "datetime": (Kind.TIMESTAMP, pa.timestamp("us")),
+        "timestamp": (Kind.TIMESTAMPTZ, pa.timestamp("us", tz="UTC")),
+    }
+    if data_type in _MYSQL_BINARY:
+        return Column(name, Kind.BINARY, pa.binary(), column_type)
+    kind, arrow_type = simple.get(data_type, (Kind.TEXT, pa.string()))
+    return Column(name, kind, arrow_type, column_type)
+
+
+def _rows_to_batch(
+    rows: Sequence[Sequence[Any]], columns: list[Column], schema: pa.Schema
+) -> pa.RecordBatch:
+    arrays = []
+    for index, column in enumerate(columns):
+        values = [row[index] for row in rows]
+        if column.kind is Kind.BOOL:
+            values = [None if v is None else bool(v) for v in values]
+        elif column.kind is Kind.TEXT:
+            values = [None if v is None else str(v) for v in values]
+        elif column.kind is Kind.BINARY:
+            values = [None if v is None else bytes(v) for v in values]
+        arrays.append(pa.array(values, type=column.arrow_type))
+    return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
+# ----------------------------------------------------------------------- conversion
+
+
+def conform(batch: pa.RecordBatch, schema: pa.Schema, columns: list[Column]) -> pa.RecordBatch:
+    """Cast a driver batch to the table's Arrow schema (safe casts: no silent loss)."""
+    if batch.schema.equals(schema):
+        return batch
+    arrays = []
+    for index, column in enumerate(columns):
+        array = batch.column(index)
+        if isinstance(array.type, pa.ExtensionType):
+            array = array.storage  # e.g. PostgreSQL numeric arrives as opaque text
+        if array.type != column.arrow_type:
+            array = _cast(array, column)
+        arrays.append(array)
+    return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
+def _cast(array: pa.Array, column: Column) -> pa.Array:
+    try:
+        return pc.cast(array, column.arrow_type)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        if pa.types.is_string(array.type) and column.kind in (
+            Kind.TIMESTAMP,
+            Kind.TIMESTAMPTZ,
+            Kind.DATE,
+        ):
+            return _parse_times(array, column)
+        raise LoadError(
+            f"column {column.name!r} ({column.declared}): cannot convert {array.type} to "
+            f"{column.arrow_type}: {exc}"
+        ) from exc
+
+
+def _parse_times(array: pa.Array, column: Column) -> pa.Array:
+    # Slow path for text timestamps Arrow's ISO parser refuses (offsets on a naive
+    # column, 'YYYY-MM-DD' on a time-zone column, 7-9 fraction digits).
+    values = []
+    for text in array.to_pylist():
+        if text is None:
+            values.append(None)
+            continue
+        try:
+            stamp = parse_timestamp(text if len(text) > 10 else f"{text} 00:00:00")
+        except ValueError as exc:
+            raise LoadError(
+                f"column {column.name!r} ({column.declared}): {text!r} is not a timestamp"
+            ) from exc
+        if column.kind is Kind.TIMESTAMPTZ:
+            stamp = stamp.replace(tzinfo=UTC) if stamp.tzinfo is None else stamp.astimezone(UTC)
+        elif stamp.tzinfo is not None:
+            stamp = stamp.astimezone(UTC).replace(tzinfo=None)
+        values.append(stamp.date() if column.kind is Kind.DATE else stamp)
+    return pa.array(values, type=column.arrow_type)
+
+
+def open_reader(config: SourceConfig) -> SourceReader:
+    """Open the reader for a source config (raises LoadError if it cannot connect)."""
+    readers = {"sqlite": SqliteReader, "postgres": PostgresReader, "mysql": MysqlReader}
+    return readers[config.kind](config)

@@ -1,0 +1,151 @@
+"""Fixtures for the local replication engine tests: moto AWS, the engine, source databases.
+
+Server sources (PostgreSQL, MariaDB/MySQL) skip with a reason when the server cannot be
+reached, unless DELTALOAD_REQUIRE_SERVERS=1, in which case they fail.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import uuid
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+import sqlalchemy as sa
+from botocore.config import Config
+from moto import mock_aws
+
+from deltaload.local.dms import LocalDms, Timing
+
+from .helpers import SourceDb
+
+POSTGRES_URL = os.environ.get(
+    "DELTALOAD_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+MYSQL_URL = os.environ.get("DELTALOAD_TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/test")
+FAST = Timing(
+    instance_create=0.02,
+    instance_delete=0.02,
+    task_create=0.02,
+    task_start=0.02,
+    task_stop=0.02,
+    task_delete=0.02,
+    connection_test=0.01,
+    serverless_provision=0.04,
+    serverless_deprovision=0.02,
+    config_delete=0.01,
+)
+BUCKET = "lake"
+SOURCES = [
+    "sqlite",
+    pytest.param("postgres", marks=pytest.mark.postgres),
+    pytest.param("mysql", marks=pytest.mark.mysql),
+]
+
+
+def _require_servers() -> bool:
+    return os.environ.get("DELTALOAD_REQUIRE_SERVERS") == "1"
+
+
+def _server_engine(url: str, what: str) -> sa.Engine:
+    """An engine for a test server, or skip (fail with DELTALOAD_REQUIRE_SERVERS=1)."""
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            conn.exec_driver_sql("SELECT 1")
+    except Exception as exc:
+        reason = f"{what} server not reachable at {sa.make_url(url).render_as_string()}: {exc}"
+        if _require_servers():
+            pytest.fail(f"DELTALOAD_REQUIRE_SERVERS=1 but {reason}")
+        pytest.skip(reason)
+    return engine
+
+
+@pytest.fixture(scope="session")
+def postgres_engine() -> sa.Engine:
+    """The PostgreSQL test server (schema dwh is created if missing)."""
+    engine = _server_engine(POSTGRES_URL, "PostgreSQL")
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE SCHEMA IF NOT EXISTS dwh")
+    return engine
+
+
+@pytest.fixture(scope="session")
+def mysql_engine() -> sa.Engine:
+    """The MariaDB/MySQL test server (database dwh is created if missing)."""
+    engine = _server_engine(MYSQL_URL, "MySQL/MariaDB")
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE DATABASE IF NOT EXISTS dwh")
+    return engine
+
+
+@pytest.fixture
+def source_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SourceDb]:
+    """A source database of the kind given by indirect parametrisation (default sqlite)."""
+    kind = getattr(request, "param", "sqlite")
+    if kind == "sqlite":
+        db = SourceDb("sqlite", sqlite_path=tmp_path / "source.sqlite")
+    elif kind == "postgres":
+        db = SourceDb("postgres", engine=request.getfixturevalue("postgres_engine"))
+    else:
+        db = SourceDb("mysql", engine=request.getfixturevalue("mysql_engine"))
+    yield db
+    db.drop_all()
+
+
+@pytest.fixture
+def aws() -> Iterator[boto3.Session]:
+    """A boto3 session under moto with the data bucket created."""
+    env = {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        with mock_aws():
+            session = boto3.Session(region_name="us-east-1")
+            session.client("s3").create_bucket(Bucket=BUCKET)
+            yield session
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@pytest.fixture
+def engine(aws: boto3.Session, tmp_path: Path) -> Iterator[LocalDms]:
+    """The local DMS installed on the session, with fast timings."""
+    local = LocalDms(aws.client, timing=FAST, workdir=tmp_path)
+    local.install(aws.events)
+    yield local
+    local.uninstall(aws.events)
+    local.shutdown()
+
+
+@pytest.fixture
+def dms(aws: boto3.Session, engine: LocalDms) -> Any:
+    """A DMS client answered by the local engine (no botocore retries: see every error)."""
+    return aws.client("dms", config=Config(retries={"total_max_attempts": 1, "mode": "standard"}))
+
+
+def make_sqlite(path: Path, ddl: str, rows: Sequence[Sequence[Any]]) -> None:
+    """Create a SQLite table from DDL and rows (helper for tests that need a raw table)."""
+    with sqlite3.connect(path) as conn:
+        conn.execute(ddl)
+        if rows:
+            marks = ",".join("?" for _ in rows[0])
+            table = ddl.split("(")[0].split()[-1]
+            conn.executemany(f"INSERT INTO {table} VALUES ({marks})", rows)
+
+
+def unique(prefix: str) -> str:
+    """A unique lower-case name for a table or identifier."""
+    return f"{prefix}_{uuid.uuid4().hex[:8]}"
