@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
-from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 
 SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME") or "deltaload"
 NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or "deltaload"
@@ -38,19 +38,29 @@ def instrumented(correlation_path: str = "runId") -> Callable[[Callable], Callab
     return decorate
 
 
+def _table_metrics(table: str) -> EphemeralMetrics:
+    # Per-table metrics get their own set: the table dimension must not stay on the shared
+    # handler metrics (nor leak into another table's line in the same process).
+    table_metrics = EphemeralMetrics(namespace=NAMESPACE, service=SERVICE)
+    table_metrics.add_dimension(name="table", value=table)
+    return table_metrics
+
+
 def run_metrics(table: str, *, rows: int, files: int, size: int, seconds: float) -> None:
     """Rows, files, bytes and duration of a successful run, by table."""
-    metrics.add_dimension(name="table", value=table)
-    metrics.add_metric(name="RowsLoaded", unit=MetricUnit.Count, value=rows)
-    metrics.add_metric(name="FilesPublished", unit=MetricUnit.Count, value=files)
-    metrics.add_metric(name="BytesPublished", unit=MetricUnit.Bytes, value=size)
-    metrics.add_metric(name="RunDuration", unit=MetricUnit.Seconds, value=max(0.0, seconds))
+    table_metrics = _table_metrics(table)
+    table_metrics.add_metric(name="RowsLoaded", unit=MetricUnit.Count, value=rows)
+    table_metrics.add_metric(name="FilesPublished", unit=MetricUnit.Count, value=files)
+    table_metrics.add_metric(name="BytesPublished", unit=MetricUnit.Bytes, value=size)
+    table_metrics.add_metric(name="RunDuration", unit=MetricUnit.Seconds, value=max(0.0, seconds))
+    table_metrics.flush_metrics()
 
 
 def failure_metric(table: str) -> None:
     """One failed run of ``table``."""
-    metrics.add_dimension(name="table", value=table)
-    metrics.add_metric(name="RunFailures", unit=MetricUnit.Count, value=1)
+    table_metrics = _table_metrics(table)
+    table_metrics.add_metric(name="RunFailures", unit=MetricUnit.Count, value=1)
+    table_metrics.flush_metrics()
 
 
 def starter_metrics(started: int, skipped: int, invalid: int, deferred: int) -> None:
