@@ -116,3 +116,23 @@ def test_stall_keeps_running_until_stopped(engine, flow, parts) -> None:  # type
     with pytest.raises(ClientError) as error:
         flow.dms.stop_replication_task(ReplicationTaskArn=task)
     assert error.value.response["Error"]["Code"] == "InvalidResourceStateFault"
+
+
+def test_resume_after_failure_reloads_only_unfinished_tables(engine, flow, parts, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    source, target, instance = parts
+    make_sqlite(tmp_path / "s.sqlite", "CREATE TABLE zz_last (id INTEGER)", [(1,), (2,)])
+    engine.faults.fail_after_rows("two-tables", 1001)  # orders (1000 rows) completes, zz_last fails
+    rules = mappings(selection("orders"), selection("zz_last", rule_id="2"))
+    task = flow.task(source, target, instance, rules, ident="two-tables")
+    assert flow.start_and_wait(task)["Status"] == "failed"
+    states = {s["TableName"]: s["TableState"] for s in flow.table_stats(task)}
+    assert states == {"orders": "Table completed", "zz_last": "Table error"}
+    finished = flow.dms.describe_table_statistics(
+        ReplicationTaskArn=task, Filters=[{"Name": "table-state", "Values": ["Table completed"]}]
+    )["TableStatistics"]
+    assert [s["TableName"] for s in finished] == ["orders"]
+    resumed = flow.start_and_wait(task, "resume-processing")
+    assert resumed["Status"] == "stopped"
+    rows = {s["TableName"]: s["FullLoadRows"] for s in flow.table_stats(task)}
+    assert rows == {"orders": 1000, "zz_last": 2}
+    assert resumed["ReplicationTaskStats"]["TablesLoaded"] == 2

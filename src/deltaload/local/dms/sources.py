@@ -35,10 +35,7 @@ from .mapping import SourceFilter
 
 SQLITE_BATCH_ROWS = 65_536
 MYSQL_CHUNK_ROWS = 50_000
-_SYSTEM_SCHEMAS = {
-    "postgres": ("pg_catalog", "information_schema"),
-    "mysql": ("mysql", "information_schema", "performance_schema", "sys"),
-}
+_MYSQL_SYSTEM_SCHEMAS = ("mysql", "information_schema", "performance_schema", "sys")
 
 
 @dataclass(frozen=True)
@@ -566,7 +563,7 @@ class MysqlReader(SourceReader):
                 "SELECT TABLE_SCHEMA, TABLE_NAME, TABLE_TYPE FROM information_schema.TABLES "
                 "WHERE TABLE_SCHEMA NOT IN :system ORDER BY 1, 2"
             ).bindparams(sa.bindparam("system", expanding=True)),
-            {"system": list(_SYSTEM_SCHEMAS["mysql"])},
+            {"system": list(_MYSQL_SYSTEM_SCHEMAS)},
         ).all()
         return [(s, t) for s, t, kind in rows if kind in kinds]
 
