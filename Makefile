@@ -40,11 +40,20 @@ lint-template:  ## sam validate --lint, cfn-lint, sam build and checkov on templ
 demo: $(STAMP)  ## Load the demo orders table offline and show what each run loaded
 	$(BIN)/deltaload demo
 
-bench: $(STAMP)  ## Benchmarks: the replication engine and a 300-table tick
-	$(BIN)/python benchmarks/bench_engine.py
+BENCH_VENV := .venv-bench
+
+$(BENCH_VENV)/.installed:
+	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/pip install --quiet "dlt[parquet,filesystem,sql_database]>=1.31" \
+		"connectorx>=0.4.6" "psycopg2-binary>=2.9" "adbc-driver-sqlite>=1.0"
+	touch $@
+
+bench: $(STAMP) $(BENCH_VENV)/.installed  ## Benchmarks: the replication engine (vs dlt) and a 300-table tick
+	$(BIN)/python benchmarks/bench_engine.py --dlt-python $(BENCH_VENV)/bin/python
+	$(BIN)/python benchmarks/bench_tick.py
 
 ci: lint lint-template  ## What .ci/run runs
 	DELTALOAD_REQUIRE_SERVERS=1 $(MAKE) test
 
 clean:  ## Remove the virtual environments, build output and local state
-	rm -rf $(VENV) .tools .aws-sam .deltaload
+	rm -rf $(VENV) $(BENCH_VENV) .tools .aws-sam .deltaload
