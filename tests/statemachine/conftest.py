@@ -12,6 +12,7 @@ from moto import mock_aws
 
 from deltaload.aws import Clients
 from deltaload.settings import Settings
+from tests.moto_tables import create_stack_storage
 from tests.statemachine import harness
 from tests.workflow.conftest import settings as settings
 from tests.workflow.fake_dms import FakeDms
@@ -69,23 +70,4 @@ def _build(monkeypatch: pytest.MonkeyPatch, base: Settings) -> dict[str, Any]:
 
 
 def _tables(settings: Settings) -> None:
-    ddb = boto3.client("dynamodb")
-    ddb.create_table(
-        TableName=settings.controller_table,
-        KeySchema=[{"AttributeName": "targetTableName", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "targetTableName", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    ddb.create_table(
-        TableName=settings.history_table,
-        KeySchema=[
-            {"AttributeName": "targetTableName", "KeyType": "HASH"},
-            {"AttributeName": "runId", "KeyType": "RANGE"},
-        ],
-        AttributeDefinitions=[
-            {"AttributeName": "targetTableName", "AttributeType": "S"},
-            {"AttributeName": "runId", "AttributeType": "S"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    boto3.client("s3").create_bucket(Bucket=settings.data_bucket)
+    create_stack_storage(settings)

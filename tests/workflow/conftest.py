@@ -13,6 +13,7 @@ from moto import mock_aws
 from deltaload import items
 from deltaload.aws import Clients
 from deltaload.settings import Settings
+from tests.moto_tables import create_stack_storage
 from tests.workflow.fake_dms import FakeDms
 
 REGION = "us-east-1"
@@ -65,26 +66,7 @@ def settings() -> Settings:
 
 @pytest.fixture
 def infra(aws: None, settings: Settings) -> None:
-    ddb = boto3.client("dynamodb", region_name=REGION)
-    ddb.create_table(
-        TableName=settings.controller_table,
-        KeySchema=[{"AttributeName": "targetTableName", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "targetTableName", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    ddb.create_table(
-        TableName=settings.history_table,
-        KeySchema=[
-            {"AttributeName": "targetTableName", "KeyType": "HASH"},
-            {"AttributeName": "runId", "KeyType": "RANGE"},
-        ],
-        AttributeDefinitions=[
-            {"AttributeName": "targetTableName", "AttributeType": "S"},
-            {"AttributeName": "runId", "AttributeType": "S"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    boto3.client("s3", region_name=REGION).create_bucket(Bucket=settings.data_bucket)
+    create_stack_storage(settings, REGION)
 
 
 @pytest.fixture
