@@ -17,6 +17,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 
 from deltaload.errors import DeltaloadError, InvalidItemError
@@ -119,7 +120,7 @@ def table_view(headers: list[str], rows: list[list[str]]) -> Table:
 
 def fail(message: str) -> typer.Exit:
     """Print an error and return the exit to raise."""
-    errors.print(f"[red]error:[/red] {message}", highlight=False)
+    errors.print(f"[red]error:[/red] {escape(str(message))}", highlight=False)
     return typer.Exit(1)
 
 
@@ -153,7 +154,7 @@ def validate(
     for item in valid:
         console.print(f"[green]ok[/green]   {item['targetTableName']}")
     for problem in problems:
-        errors.print(f"[red]invalid[/red] {problem}", highlight=False)
+        errors.print(f"[red]invalid[/red] {escape(problem)}", highlight=False)
     if problems:
         raise typer.Exit(1)
 
@@ -178,7 +179,7 @@ def onboard(
     valid, problems = read_item_files(files)
     if problems:
         for problem in problems:
-            errors.print(f"[red]invalid[/red] {problem}", highlight=False)
+            errors.print(f"[red]invalid[/red] {escape(problem)}", highlight=False)
         raise fail("nothing was written: fix the items above first")
     if stack or table:
         import boto3
@@ -355,9 +356,15 @@ def print_tick(result: Any) -> None:
     """The summary of a tick."""
     starter = result.starter
     for entry in starter.get("invalid", []):
-        errors.print(f"[red]invalid[/red] {entry['table']}: {entry['errors']}", highlight=False)
+        errors.print(
+            f"[red]invalid[/red] {escape(str(entry['table']))}: {escape(str(entry['errors']))}",
+            highlight=False,
+        )
     for entry in starter.get("skipped", []) + starter.get("deferred", []):
-        console.print(f"[yellow]skipped[/yellow] {entry['table']}: {entry.get('reason', '')}")
+        console.print(
+            f"[yellow]skipped[/yellow] {escape(str(entry['table']))}: "
+            f"{escape(str(entry.get('reason', '')))}"
+        )
     view = Table("table", "result", "window", "rows", "files", "watermark")
     for execution in result.executions:
         out = execution.output.get("summary") or execution.output
@@ -411,7 +418,7 @@ def main() -> None:
     try:
         app()
     except DeltaloadError as error:
-        errors.print(f"[red]error:[/red] {error}", highlight=False)
+        errors.print(f"[red]error:[/red] {escape(str(error))}", highlight=False)
         raise SystemExit(1) from None
 
 

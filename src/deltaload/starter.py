@@ -26,11 +26,13 @@ from deltaload.workflow import utcnow
 START_ATTEMPTS = 6
 
 
-def _is_active(raw: Mapping[str, Any]) -> bool:
+def _is_switched_off(raw: Mapping[str, Any]) -> bool:
+    """True only for a valid false activeflag. A missing or malformed flag is not "off":
+    the item is validated and reported as invalid instead of being silently ignored."""
     flag = raw.get("activeflag")
     if isinstance(flag, bool):
-        return flag
-    return isinstance(flag, str) and flag.strip().lower() == "true"
+        return not flag
+    return isinstance(flag, str) and flag.strip().lower() == "false"
 
 
 def event_tick(event: Mapping[str, Any], now: datetime) -> str:
@@ -104,7 +106,7 @@ def start_tick(
         table = str(raw.get("targetTableName", ""))
         if wanted is not None and table not in wanted:
             continue
-        if not _is_active(raw):
+        if _is_switched_off(raw):
             continue
         try:
             parse_item(raw)

@@ -482,29 +482,31 @@ def record_success(
         now=moment,
     )
     started = datetime.fromisoformat(run["plannedAt"])
+    # Written even when this is a retry of an already committed call: the first attempt
+    # may have committed and then failed writing this record (put is idempotent).
+    store.put_history(
+        clients,
+        settings,
+        {
+            "targetTableName": table,
+            "runId": run_id,
+            "status": status,
+            "window": window,
+            "windowText": run["windowText"],
+            "skipReason": run.get("skipReason"),
+            "rows": rows,
+            "files": files,
+            "bytes": size,
+            "watermark": watermark,
+            "previousWatermark": plan.previous_watermark,
+            "manifestKey": outcome.get("manifestKey"),
+            "replicationMode": run["replicationMode"],
+            "dmsNames": run["names"],
+            "startedAt": run["plannedAt"],
+            "endedAt": moment.isoformat(),
+        },
+    )
     if committed:
-        store.put_history(
-            clients,
-            settings,
-            {
-                "targetTableName": table,
-                "runId": run_id,
-                "status": status,
-                "window": window,
-                "windowText": run["windowText"],
-                "skipReason": run.get("skipReason"),
-                "rows": rows,
-                "files": files,
-                "bytes": size,
-                "watermark": watermark,
-                "previousWatermark": plan.previous_watermark,
-                "manifestKey": outcome.get("manifestKey"),
-                "replicationMode": run["replicationMode"],
-                "dmsNames": run["names"],
-                "startedAt": run["plannedAt"],
-                "endedAt": moment.isoformat(),
-            },
-        )
         run_metrics(
             table,
             rows=rows,

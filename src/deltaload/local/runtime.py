@@ -388,7 +388,14 @@ class LocalRuntime:
             )
         with self._handler_lock:
             self.invocations[function.logical_id] = self.invocations.get(function.logical_id, 0) + 1
-            return self._call(handler, event, function)
+            try:
+                return self._call(handler, event, function)
+            finally:
+                # With metrics disabled locally Powertools never flushes, so its metric set
+                # would grow from one invocation to the next.
+                from deltaload.observability import metrics
+
+                metrics.clear_metrics()
 
     @staticmethod
     def _call(
