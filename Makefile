@@ -23,8 +23,8 @@ test: $(STAMP)  ## Run the whole test suite (server tests skip when no server is
 test-fast: $(STAMP)  ## Unit tests only
 	$(BIN)/pytest tests/unit -q
 
-test-large: $(STAMP)  ## The long property-based and scale profiles
-	DELTALOAD_HYPOTHESIS_PROFILE=large $(BIN)/pytest -m "slow or not slow"
+test-large: $(STAMP)  ## The long property-based profiles (many more hypothesis examples)
+	DELTALOAD_HYPOTHESIS_PROFILE=large $(BIN)/pytest tests/unit tests/guarantees
 
 lint: $(STAMP)  ## ruff lint and format check
 	$(BIN)/ruff check .
