@@ -236,13 +236,14 @@ def plan(table: Annotated[str, typer.Argument(help="targetTableName of the item.
 
     with runtime() as rt:
         raw = rt.item(table)
+        # The stack's default lag, as the template sets it for the functions.
+        lag = int(os.environ.get("SAFETY_LAG_SECONDS", "300"))
     if raw is None:
         raise fail(f"no controller item {table!r}; see `deltaload status`")
     try:
         item = parse_item(raw)
     except InvalidItemError as error:
         raise fail(str(error)) from None
-    lag = int(os.environ.get("SAFETY_LAG_SECONDS", "300"))
     window = plan_window(item, datetime.now(UTC), default_safety_lag=lag)
     console.print(f"[bold]{table}[/bold]: {window.describe()}")
     console.print(f"watermark now: {item.watermark or '(none: starts at startvalue)'}")
