@@ -17,7 +17,8 @@ if [[ ! -x "$TOOLS/bin/sam" || ! -x "$TOOLS/bin/checkov" || ! -x "$TOOLS/bin/cfn
     echo "== installing aws-sam-cli, checkov and cfn-lint into .tools"
     python3.11 -m venv "$TOOLS"
     "$TOOLS/bin/pip" install -q --upgrade pip
-    "$TOOLS/bin/pip" install -q aws-sam-cli checkov cfn-lint
+    # Pinned: a new linter release can add findings; upgrade these on purpose.
+    "$TOOLS/bin/pip" install -q "aws-sam-cli==1.170.0" "checkov==3.2.459" "cfn-lint==1.58.0"
 fi
 
 export AWS_DEFAULT_REGION="${AWS_DEFAULT_REGION:-us-east-1}"
