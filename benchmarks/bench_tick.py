@@ -31,19 +31,6 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 
-FAST_TIMING = {
-    "instance_create": 0.05,
-    "instance_delete": 0.02,
-    "task_create": 0.02,
-    "task_start": 0.02,
-    "task_stop": 0.02,
-    "task_delete": 0.02,
-    "connection_test": 0.01,
-    "serverless_provision": 0.05,
-    "serverless_deprovision": 0.02,
-    "config_delete": 0.01,
-}
-
 
 def _source(path: Path, rows: int) -> str:
     import sqlite3
@@ -97,7 +84,7 @@ def run(
         ROOT,
         workdir / "state",
         Source.from_url(url, schema="dwh"),
-        timing=Timing(**FAST_TIMING),
+        timing=Timing.quick(),
         environment=environment,
         log_file=workdir / "functions.log",
     ) as rt:

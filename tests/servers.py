@@ -34,3 +34,11 @@ def server_engine(url: str, what: str) -> sa.Engine:
             pytest.fail(f"DELTALOAD_REQUIRE_SERVERS=1 but {reason}")
         pytest.skip(reason)
     return engine
+
+
+# The three source databases, the server ones marked so `-m "not postgres"` can leave them out.
+SOURCES = [
+    "sqlite",
+    pytest.param("postgres", marks=pytest.mark.postgres),
+    pytest.param("mysql", marks=pytest.mark.mysql),
+]

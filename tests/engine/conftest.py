@@ -15,72 +15,16 @@ from typing import Any
 
 import boto3
 import pytest
-import sqlalchemy as sa
 from botocore.config import Config
 from moto import mock_aws
 
 from deltaload.local.dms import LocalDms, Timing
+from tests.servers import SOURCES  # noqa: F401  (re-exported for the test modules)
 
 from .helpers import SourceDb
 
-POSTGRES_URL = os.environ.get(
-    "DELTALOAD_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
-MYSQL_URL = os.environ.get("DELTALOAD_TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/test")
-FAST = Timing(
-    instance_create=0.02,
-    instance_delete=0.02,
-    task_create=0.02,
-    task_start=0.02,
-    task_stop=0.02,
-    task_delete=0.02,
-    connection_test=0.01,
-    serverless_provision=0.04,
-    serverless_deprovision=0.02,
-    config_delete=0.01,
-)
+FAST = Timing.quick()
 BUCKET = "lake"
-SOURCES = [
-    "sqlite",
-    pytest.param("postgres", marks=pytest.mark.postgres),
-    pytest.param("mysql", marks=pytest.mark.mysql),
-]
-
-
-def _require_servers() -> bool:
-    return os.environ.get("DELTALOAD_REQUIRE_SERVERS") == "1"
-
-
-def _server_engine(url: str, what: str) -> sa.Engine:
-    """An engine for a test server, or skip (fail with DELTALOAD_REQUIRE_SERVERS=1)."""
-    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
-    try:
-        with engine.connect() as conn:
-            conn.exec_driver_sql("SELECT 1")
-    except Exception as exc:
-        reason = f"{what} server not reachable at {sa.make_url(url).render_as_string()}: {exc}"
-        if _require_servers():
-            pytest.fail(f"DELTALOAD_REQUIRE_SERVERS=1 but {reason}")
-        pytest.skip(reason)
-    return engine
-
-
-@pytest.fixture(scope="session")
-def postgres_engine() -> sa.Engine:
-    """The PostgreSQL test server (schema dwh is created if missing)."""
-    engine = _server_engine(POSTGRES_URL, "PostgreSQL")
-    with engine.begin() as conn:
-        conn.exec_driver_sql("CREATE SCHEMA IF NOT EXISTS dwh")
-    return engine
-
-
-@pytest.fixture(scope="session")
-def mysql_engine() -> sa.Engine:
-    """The MariaDB/MySQL test server (database dwh is created if missing)."""
-    engine = _server_engine(MYSQL_URL, "MySQL/MariaDB")
-    with engine.begin() as conn:
-        conn.exec_driver_sql("CREATE DATABASE IF NOT EXISTS dwh")
-    return engine
 
 
 @pytest.fixture

@@ -15,26 +15,10 @@ import sqlalchemy as sa
 
 from deltaload.local.dms import Timing
 from deltaload.local.runtime import LocalRuntime, Source
-from tests.servers import MYSQL_URL, POSTGRES_URL, server_engine
+from tests.servers import MYSQL_URL, POSTGRES_URL, SOURCES
 
 ROOT = Path(__file__).resolve().parents[2]
-FAST = Timing(
-    instance_create=0.05,
-    instance_delete=0.02,
-    task_create=0.02,
-    task_start=0.02,
-    task_stop=0.02,
-    task_delete=0.02,
-    connection_test=0.01,
-    serverless_provision=0.05,
-    serverless_deprovision=0.02,
-    config_delete=0.01,
-)
-SOURCES = [
-    "sqlite",
-    pytest.param("postgres", marks=pytest.mark.postgres),
-    pytest.param("mysql", marks=pytest.mark.mysql),
-]
+FAST = Timing.quick()
 
 
 @dataclass
@@ -113,15 +97,8 @@ def orders(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[OrdersTab
         schema = None
     else:
         url = POSTGRES_URL if kind == "postgres" else MYSQL_URL
-        engine = server_engine(url, "PostgreSQL" if kind == "postgres" else "MariaDB")
+        engine = request.getfixturevalue(f"{kind}_engine")
         schema = "dwh"
-        with engine.begin() as conn:
-            ddl = (
-                "CREATE SCHEMA IF NOT EXISTS dwh"
-                if kind == "postgres"
-                else ("CREATE DATABASE IF NOT EXISTS dwh")
-            )
-            conn.exec_driver_sql(ddl)
     metadata = sa.MetaData()
     table = _orders(metadata, name, schema)
     metadata.create_all(engine)
@@ -129,7 +106,8 @@ def orders(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[OrdersTab
         yield OrdersTable(kind, url, engine, table)
     finally:
         metadata.drop_all(engine)
-        engine.dispose()
+        if kind == "sqlite":
+            engine.dispose()
 
 
 @pytest.fixture

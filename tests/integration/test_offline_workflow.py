@@ -14,8 +14,8 @@ from datetime import UTC, datetime, timedelta
 
 import pyarrow.parquet as pq
 
-from deltaload.local.runtime import LocalRuntime
-from tests.integration.conftest import OrdersTable, Ticks
+from deltaload.local.runtime import LocalRuntime, Source
+from tests.integration.conftest import FAST, ROOT, OrdersTable, Ticks
 
 STAGING = "_staging/"
 
@@ -217,8 +217,6 @@ def test_a_held_lock_skips_the_run_and_changes_nothing(
 
 
 def test_state_persists_between_runtimes(orders: OrdersTable, tmp_path, ticks: Ticks):
-    from deltaload.local.runtime import Source
-    from tests.integration.conftest import FAST, ROOT
 
     orders.insert(range(1, 11), datetime.now(UTC) - timedelta(hours=1))
     source = Source.from_url(orders.url, schema="dwh")

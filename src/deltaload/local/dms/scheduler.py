@@ -31,6 +31,22 @@ class Timing:
     serverless_deprovision: float = 0.1  # after stop: deprovisioning -> deprovisioned
     config_delete: float = 0.05  # replication config deleting -> gone
 
+    @classmethod
+    def quick(cls) -> Timing:
+        """Transitions of a few hundredths of a second: polling still needed, waiting not."""
+        return cls(
+            instance_create=0.05,
+            instance_delete=0.02,
+            task_create=0.02,
+            task_start=0.02,
+            task_stop=0.02,
+            task_delete=0.02,
+            connection_test=0.01,
+            serverless_provision=0.05,
+            serverless_deprovision=0.02,
+            config_delete=0.01,
+        )
+
 
 class Scheduler:
     """Runs callbacks at a given delay on one daemon thread; ``shutdown`` stops it."""
