@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC
@@ -92,7 +93,7 @@ def read_secret(client: Any, secret_id: str, endpoint_id: str) -> dict[str, Any]
     return secret
 
 
-class SourceReader:
+class SourceReader(ABC):
     """Base of the three readers: listing, typing and filtered streaming of tables."""
 
     kind = ""
@@ -106,17 +107,19 @@ class SourceReader:
     def __exit__(self, *_: object) -> None:
         self.close()
 
+    @abstractmethod
     def close(self) -> None:
         """Release the connection."""
 
+    @abstractmethod
     def list_tables(self, table_types: set[str]) -> list[tuple[str, str]]:
         """(schema, table) of every table (and/or view) in the source."""
-        raise NotImplementedError
 
+    @abstractmethod
     def columns(self, schema: str, table: str) -> list[Column]:
         """The typed columns of a table, in table order."""
-        raise NotImplementedError
 
+    @abstractmethod
     def batches(
         self, schema: str, table: str, columns: list[Column], filters: Sequence[SourceFilter]
     ) -> Iterator[pa.RecordBatch]:
@@ -125,7 +128,6 @@ class SourceReader:
         Conversion is left to the consumer so that, with the prefetch thread, reading
         and converting/encoding run on different cores.
         """
-        raise NotImplementedError
 
     @staticmethod
     def _where(table: str, schema: str) -> str:
