@@ -44,8 +44,8 @@ BENCH_VENV := .venv-bench
 
 $(BENCH_VENV)/.installed:
 	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
-	$(BENCH_VENV)/bin/pip install --quiet "dlt[parquet,filesystem,sql_database]>=1.31" \
-		"connectorx>=0.4.6" "psycopg2-binary>=2.9" "adbc-driver-sqlite>=1.0"
+	$(BENCH_VENV)/bin/pip install --quiet "dlt[parquet,filesystem,sql-database]>=1.31" \
+		"sqlalchemy>=2" "connectorx>=0.4.6" "psycopg2-binary>=2.9" "psycopg[binary]>=3.1" "adbc-driver-sqlite>=1.0"
 	touch $@
 
 bench: $(STAMP) $(BENCH_VENV)/.installed  ## Benchmarks: the replication engine (vs dlt) and a 300-table tick

@@ -40,7 +40,7 @@ class Column:
     kind: Kind
     arrow_type: pa.DataType
     declared: str = ""
-    read_as_text: bool = False  # the driver has no Arrow type for it: select CAST(... AS TEXT)
+    read_as_text: bool = False  # select CAST(... AS TEXT): no Arrow type, or a slow one
 
     @property
     def field(self) -> pa.Field:

@@ -452,12 +452,17 @@ class PostgresReader(SourceReader):
         if data_type in _PG_INTS:
             return Column(name, Kind.INT, _PG_INTS[data_type], data_type)
         if data_type == "numeric":
+            # ADBC hands numeric over as text anyway, and its binary-numeric-to-text
+            # conversion is the costliest part of a read (measured: 0.52 s of client CPU
+            # per 1M values against 0.15 s for CAST(... AS TEXT) on the server), so the
+            # server formats it and the writer thread parses it into the decimal.
             if prec is None:
                 # Local choice: NUMERIC(28,6); text with mapUnboundedNumericAsString=true.
                 if self.config.unbounded_numeric_as_string:
-                    return Column(name, Kind.DECIMAL, pa.string(), "numeric")
+                    return Column(name, Kind.DECIMAL, pa.string(), "numeric", read_as_text=True)
                 prec, scale = 28, 6
-            return Column(name, Kind.DECIMAL, arrow_for(Kind.DECIMAL, int(prec), int(scale)), udt)
+            arrow_type = arrow_for(Kind.DECIMAL, int(prec), int(scale))
+            return Column(name, Kind.DECIMAL, arrow_type, udt, read_as_text=True)
         simple = {
             "real": (Kind.FLOAT, pa.float32()),
             "double precision": (Kind.FLOAT, pa.float64()),
@@ -481,7 +486,7 @@ class PostgresReader(SourceReader):
         select = []
         for col in columns:
             ref = sa.column(_quoted(col.name))
-            # Types ADBC has no Arrow mapping for (uuid, json, interval, ...) come as text.
+            # Types ADBC has no Arrow mapping for (uuid, json, ...) and numeric come as text.
             select.append(sa.cast(ref, sa.Text).label(col.name) if col.read_as_text else ref)
         stmt = sa.select(*select).select_from(_sa_table(schema, table, columns))
         if where is not None:
