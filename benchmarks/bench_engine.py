@@ -9,13 +9,15 @@ subprocess (so peak RSS is that case's alone):
 - ``engine-full-fs``: the same, but the engine's S3 client writes to a local folder
   instead of moto (isolates the engine from moto's in-memory S3, which is slow and
   holds every uploaded object in memory);
-- ``engine-delta``: the full-load task with a ``row_id gte`` filter selecting ~10% of
-  the rows (moto S3);
+- ``engine-delta`` / ``engine-delta-fs``: the full-load task with a ``row_id gte``
+  filter selecting the last 10% of the rows (moto S3 / a local folder);
 - ``bare``: ADBC ``fetch_record_batch`` -> ``pyarrow.parquet.ParquetWriter`` to a local
   file, with the engine's writer settings (the floor the engine is measured against);
 - ``dlt-connectorx`` / ``dlt-pyarrow``: dlt's ``sql_table`` source with that backend into
   a local filesystem destination as Parquet, run with ``--dlt-python`` (a separate venv);
-  the faster of the two is the one the targets compare with.
+  the faster of the two is the one the targets compare with;
+- ``dlt-connectorx-delta``: the same with ``dlt.sources.incremental("row_id")`` starting
+  at the delta's first row (dlt's own delta load, ``row_id >= start``).
 
 Usage::
 
@@ -42,7 +44,16 @@ from pathlib import Path
 from typing import Any
 
 DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
-CASES = ("engine-full", "engine-full-fs", "engine-delta", "bare", "dlt-connectorx", "dlt-pyarrow")
+CASES = (
+    "engine-full",
+    "engine-full-fs",
+    "engine-delta",
+    "engine-delta-fs",
+    "bare",
+    "dlt-connectorx",
+    "dlt-pyarrow",
+    "dlt-connectorx-delta",
+)
 TABLE = "orders"
 SCHEMA = "dwh"
 
@@ -335,7 +346,7 @@ def case_dlt(args: argparse.Namespace) -> dict[str, Any]:
     else:
         url = args.pg_url.replace("postgresql://", "postgresql+psycopg2://", 1)
         table, schema = pg_table(args.rows), SCHEMA
-    backend = args.run_case.removeprefix("dlt-")
+    backend = args.run_case.removeprefix("dlt-").removesuffix("-delta")
     if backend == "connectorx":
         url = url.replace("+psycopg2", "")
     out = Path(args.workdir) / "dlt"
@@ -347,6 +358,7 @@ def case_dlt(args: argparse.Namespace) -> dict[str, Any]:
         dataset_name="bench",
         progress="log" if args.verbose else None,
     )
+    delta = args.run_case.endswith("-delta")
     source = sql_table(
         credentials=url,
         table=table,
@@ -354,6 +366,9 @@ def case_dlt(args: argparse.Namespace) -> dict[str, Any]:
         backend=backend,
         chunk_size=100_000,
         reflection_level="full_with_precision",
+        incremental=dlt.sources.incremental("row_id", initial_value=delta_start(args.rows))
+        if delta
+        else None,
     )
     started = time.perf_counter()
     info = pipeline.run(source, loader_file_format="parquet")
@@ -373,6 +388,8 @@ def run_case(args: argparse.Namespace) -> None:
         result = case_engine(args, delta=False, folder_s3=True)
     elif args.run_case == "engine-delta":
         result = case_engine(args, delta=True)
+    elif args.run_case == "engine-delta-fs":
+        result = case_engine(args, delta=True, folder_s3=True)
     elif args.run_case == "bare":
         result = case_bare(args)
     else:
@@ -449,27 +466,41 @@ def _report(args: argparse.Namespace, source: str) -> None:
         runs = [spawn(args, case, source) for _ in range(args.repeat)]
         good = [r for r in runs if "error" not in r]
         results[case] = min(good, key=lambda r: r["seconds"]) if good else runs[0]
-    print(f"\n{source}: {'case':<14}{'rows':>11}{'seconds':>9}{'rows/s':>12}{'peak RSS MB':>13}")
+    print(f"\n{source}: {'case':<22}{'rows':>11}{'seconds':>9}{'rows/s':>12}{'peak RSS MB':>13}")
     for case, result in results.items():
         if "error" in result:
-            print(f"{'':8}{case:<14}  failed: {result['error']}")
+            print(f"{'':8}{case:<22}  failed: {result['error']}")
             continue
-        rate = result["rows"] / result["seconds"]
         print(
-            f"{'':8}{case:<14}{result['rows']:>11,}{result['seconds']:>9.2f}"
-            f"{rate:>12,.0f}{result['peak_rss_mb']:>13.0f}"
+            f"{'':8}{case:<22}{result['rows']:>11,}{result['seconds']:>9.2f}"
+            f"{_rate(result):>12,.0f}{result['peak_rss_mb']:>13.0f}"
         )
     bare = results.get("bare", {})
-    dlt_runs = [r for c, r in results.items() if c.startswith("dlt") and "seconds" in r]
-    dlt_run = min(dlt_runs, key=lambda r: r["seconds"]) if dlt_runs else {}
     for name in ("engine-full", "engine-full-fs"):
         full = results.get(name, {})
         if all("seconds" in r for r in (full, bare)):
             ratio = full["seconds"] / bare["seconds"]
             print(f"{'':8}{name} / bare time: {ratio:.2f}x (target <= 1.3x)")
-        if all("seconds" in r for r in (full, dlt_run)):
-            speedup = (full["rows"] / full["seconds"]) / (dlt_run["rows"] / dlt_run["seconds"])
-            print(f"{'':8}{name} vs fastest dlt rows/s: {speedup:.2f}x (target >= 2x)")
+    for load, names in (
+        ("full", ("engine-full", "engine-full-fs")),
+        ("delta", ("engine-delta", "engine-delta-fs")),
+    ):
+        dlt_runs = [
+            r
+            for c, r in results.items()
+            if c.startswith("dlt") and c.endswith("-delta") == (load == "delta") and "seconds" in r
+        ]
+        if not dlt_runs:
+            continue
+        fastest = max(_rate(r) for r in dlt_runs)
+        for name in names:
+            if "seconds" in results.get(name, {}):
+                speedup = _rate(results[name]) / fastest
+                print(f"{'':8}{name} vs fastest dlt {load} rows/s: {speedup:.2f}x (target >= 2x)")
+
+
+def _rate(result: dict[str, Any]) -> float:
+    return float(result["rows"] / result["seconds"])
 
 
 if __name__ == "__main__":

@@ -92,3 +92,71 @@ def test_postgres_specific_types(postgres_engine, aws, dms) -> None:  # type: ig
         assert row["n"] == Decimal("123.456789")
     finally:
         db.drop_all()
+
+
+@pytest.mark.postgres
+def test_postgres_numerics_keep_every_digit(postgres_engine, aws, dms) -> None:  # type: ignore[no-untyped-def]
+    """Numerics come through exactly: full precision, negatives, trailing zeros, NULL."""
+    table = unique("pgnum")
+    with postgres_engine.begin() as conn:
+        conn.exec_driver_sql(
+            f'CREATE TABLE dwh."{table}" (id int4, wide numeric(38,10), money numeric(12,2), '
+            "free numeric)"
+        )
+        conn.exec_driver_sql(
+            f'INSERT INTO dwh."{table}" VALUES '
+            "(1, 1234567890123456789012345678.0123456789, -0.01, "
+            "123456789012345678901234567890.123456789012), "
+            "(2, -0.0000000001, 10.50, 1e-20), (3, NULL, NULL, NULL)"
+        )
+    db = SourceDb("postgres", engine=postgres_engine, tables=[table])
+    try:
+        flow = Workflow(aws, dms)
+        # DMS's only switch for this is the extra connection attribute.
+        source = flow.source_endpoint(
+            db, ExtraConnectionAttributes="mapUnboundedNumericAsString=true"
+        )
+        target = flow.target_endpoint("stage/pgnum")
+        task = flow.task(source, target, flow.instance(), mappings(selection(table)))
+        assert flow.start_and_wait(task)["Status"] == "stopped"
+        loaded = flow.read_all(f"stage/pgnum/dwh/{table}/")
+        assert loaded is not None
+        assert {f.name: f.type for f in loaded.schema} == {
+            "id": pa.int32(),
+            "wide": pa.decimal128(38, 10),
+            "money": pa.decimal128(12, 2),
+            "free": pa.string(),
+        }
+        rows = sorted(loaded.to_pylist(), key=lambda r: r["id"])
+        assert [(r["wide"], r["money"], r["free"]) for r in rows] == [
+            (
+                Decimal("1234567890123456789012345678.0123456789"),
+                Decimal("-0.01"),
+                "123456789012345678901234567890.123456789012",
+            ),
+            (Decimal("-0.0000000001"), Decimal("10.50"), "0.00000000000000000001"),
+            (None, None, None),
+        ]
+    finally:
+        db.drop_all()
+
+
+@pytest.mark.postgres
+def test_postgres_numeric_nan_fails_the_table(postgres_engine, aws, dms) -> None:  # type: ignore[no-untyped-def]
+    """NaN has no decimal: the load fails naming the column instead of writing a guess."""
+    table = unique("pgnan")
+    with postgres_engine.begin() as conn:
+        conn.exec_driver_sql(f'CREATE TABLE dwh."{table}" (id int4, amount numeric(12,2))')
+        conn.exec_driver_sql(f"INSERT INTO dwh.\"{table}\" VALUES (1, 1.50), (2, 'NaN')")
+    db = SourceDb("postgres", engine=postgres_engine, tables=[table])
+    try:
+        flow = Workflow(aws, dms)
+        target = flow.target_endpoint("stage/pgnan")
+        task = flow.task(
+            flow.source_endpoint(db), target, flow.instance(), mappings(selection(table))
+        )
+        final = flow.start_and_wait(task)
+        assert final["Status"] == "failed"
+        assert "'amount'" in final["LastFailureMessage"] and table in final["LastFailureMessage"]
+    finally:
+        db.drop_all()
