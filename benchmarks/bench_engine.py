@@ -441,7 +441,11 @@ def main() -> None:
     parser.add_argument("--cases", default=",".join(CASES))
     parser.add_argument("--pg-url", default=os.environ.get("BENCH_PG_URL", DEFAULT_PG_URL))
     parser.add_argument("--workdir", default=str(Path(tempfile.gettempdir()) / "deltaload-bench"))
-    parser.add_argument("--dlt-python", default="/tmp/benchvenv/bin/python")
+    parser.add_argument(
+        "--dlt-python",
+        default=str(Path(__file__).resolve().parents[1] / ".venv-bench" / "bin" / "python"),
+        help="interpreter with dlt installed (make bench builds .venv-bench)",
+    )
     parser.add_argument("--repeat", type=int, default=1, help="runs per case; the best is kept")
     parser.add_argument("--run-case", choices=CASES, help=argparse.SUPPRESS)
     parser.add_argument("--source", help=argparse.SUPPRESS)
