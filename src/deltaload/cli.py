@@ -30,7 +30,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 console = Console()
-errors = Console(stderr=True)
+# Problems are printed whole, never wrapped: they name files, tables and values that
+# users copy, grep and paste, and a wrap inside a path breaks all three.
+errors = Console(stderr=True, soft_wrap=True)
 
 
 class Options:

@@ -141,3 +141,13 @@ def test_demo(cli, tmp_path):
     assert sorted(ids) == list(range(1, 51))
     changes = ds.dataset(lake / "orders_changes_s3", ignore_prefixes=["_"])
     assert changes.count_rows() == 40 + 10 + 4  # plus the 4 updated versions
+
+
+def test_problems_are_not_wrapped_however_long(cli, tmp_path):
+    folder = tmp_path / ("a-long-folder-name-" * 6)
+    folder.mkdir()
+    path = folder / "broken.json"
+    path.write_text("{not json")
+    result = cli("validate", str(path))
+    assert result.exit_code == 1
+    assert f"{path}: cannot read JSON" in result.output.splitlines()[0]
