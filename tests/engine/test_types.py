@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
 import pyarrow as pa
 import pytest
@@ -55,108 +56,99 @@ def test_round_trip_keeps_values_and_types(source_db, aws, dms) -> None:  # type
     assert rows[2]["note"] == "line1\nline2"
 
 
+def _load_postgres_table(
+    engine: Any, flow: Workflow, columns: str, rows: str, **source: Any
+) -> tuple[str, dict[str, Any], pa.Table | None]:
+    """Create dwh.<new table> (columns) with rows, load it, drop it.
+
+    Returns the table name, the task's final description and what reached S3.
+    """
+    table = unique("pgtypes")
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f'CREATE TABLE dwh."{table}" ({columns})')
+        conn.exec_driver_sql(f'INSERT INTO dwh."{table}" VALUES {rows}')
+    db = SourceDb("postgres", engine=engine, tables=[table])
+    try:
+        task = flow.task(
+            flow.source_endpoint(db, **source),
+            flow.target_endpoint("stage/pg"),
+            flow.instance(),
+            mappings(selection(table)),
+        )
+        final = flow.start_and_wait(task)
+        return table, final, flow.read_all(f"stage/pg/dwh/{table}/")
+    finally:
+        db.drop_all()
+
+
 @pytest.mark.postgres
 def test_postgres_specific_types(postgres_engine, aws, dms) -> None:  # type: ignore[no-untyped-def]
     """uuid/jsonb/interval arrive as text, int4/real keep their width, bare numeric fits 28,6."""
-    table = unique("pgtypes")
-    with postgres_engine.begin() as conn:
-        conn.exec_driver_sql(
-            f'CREATE TABLE dwh."{table}" (id int4, u uuid, j jsonb, i interval, r real, n numeric)'
-        )
-        conn.exec_driver_sql(
-            f"INSERT INTO dwh.\"{table}\" VALUES (1, 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', "
-            "'{\"k\": [1, 2]}', '1 day 02:00:00', 1.5, 123.456789)"
-        )
-    db = SourceDb("postgres", engine=postgres_engine, tables=[table])
-    try:
-        flow = Workflow(aws, dms)
-        target = flow.target_endpoint("stage/pg")
-        task = flow.task(
-            flow.source_endpoint(db), target, flow.instance(), mappings(selection(table))
-        )
-        assert flow.start_and_wait(task)["Status"] == "stopped"
-        loaded = flow.read_all(f"stage/pg/dwh/{table}/")
-        assert loaded is not None
-        types = {f.name: f.type for f in loaded.schema}
-        assert types == {
-            "id": pa.int32(),
-            "u": pa.string(),
-            "j": pa.string(),
-            "i": pa.string(),
-            "r": pa.float32(),
-            "n": pa.decimal128(28, 6),
-        }
-        row = loaded.to_pylist()[0]
-        assert row["u"] == "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"
-        assert row["j"] == '{"k": [1, 2]}' and row["i"] == "1 day 02:00:00"
-        assert row["n"] == Decimal("123.456789")
-    finally:
-        db.drop_all()
+    _, final, loaded = _load_postgres_table(
+        postgres_engine,
+        Workflow(aws, dms),
+        "id int4, u uuid, j jsonb, i interval, r real, n numeric",
+        "(1, 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '{\"k\": [1, 2]}', '1 day 02:00:00', "
+        "1.5, 123.456789)",
+    )
+    assert final["Status"] == "stopped"
+    assert loaded is not None
+    types = {f.name: f.type for f in loaded.schema}
+    assert types == {
+        "id": pa.int32(),
+        "u": pa.string(),
+        "j": pa.string(),
+        "i": pa.string(),
+        "r": pa.float32(),
+        "n": pa.decimal128(28, 6),
+    }
+    row = loaded.to_pylist()[0]
+    assert row["u"] == "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"
+    assert row["j"] == '{"k": [1, 2]}' and row["i"] == "1 day 02:00:00"
+    assert row["n"] == Decimal("123.456789")
 
 
 @pytest.mark.postgres
 def test_postgres_numerics_keep_every_digit(postgres_engine, aws, dms) -> None:  # type: ignore[no-untyped-def]
     """Numerics come through exactly: full precision, negatives, trailing zeros, NULL."""
-    table = unique("pgnum")
-    with postgres_engine.begin() as conn:
-        conn.exec_driver_sql(
-            f'CREATE TABLE dwh."{table}" (id int4, wide numeric(38,10), money numeric(12,2), '
-            "free numeric)"
-        )
-        conn.exec_driver_sql(
-            f'INSERT INTO dwh."{table}" VALUES '
-            "(1, 1234567890123456789012345678.0123456789, -0.01, "
-            "123456789012345678901234567890.123456789012), "
-            "(2, -0.0000000001, 10.50, 1e-20), (3, NULL, NULL, NULL)"
-        )
-    db = SourceDb("postgres", engine=postgres_engine, tables=[table])
-    try:
-        flow = Workflow(aws, dms)
+    _, final, loaded = _load_postgres_table(
+        postgres_engine,
+        Workflow(aws, dms),
+        "id int4, wide numeric(38,10), money numeric(12,2), free numeric",
+        "(1, 1234567890123456789012345678.0123456789, -0.01, "
+        "123456789012345678901234567890.123456789012), "
+        "(2, -0.0000000001, 10.50, 1e-20), (3, NULL, NULL, NULL)",
         # DMS's only switch for this is the extra connection attribute.
-        source = flow.source_endpoint(
-            db, ExtraConnectionAttributes="mapUnboundedNumericAsString=true"
-        )
-        target = flow.target_endpoint("stage/pgnum")
-        task = flow.task(source, target, flow.instance(), mappings(selection(table)))
-        assert flow.start_and_wait(task)["Status"] == "stopped"
-        loaded = flow.read_all(f"stage/pgnum/dwh/{table}/")
-        assert loaded is not None
-        assert {f.name: f.type for f in loaded.schema} == {
-            "id": pa.int32(),
-            "wide": pa.decimal128(38, 10),
-            "money": pa.decimal128(12, 2),
-            "free": pa.string(),
-        }
-        rows = sorted(loaded.to_pylist(), key=lambda r: r["id"])
-        assert [(r["wide"], r["money"], r["free"]) for r in rows] == [
-            (
-                Decimal("1234567890123456789012345678.0123456789"),
-                Decimal("-0.01"),
-                "123456789012345678901234567890.123456789012",
-            ),
-            (Decimal("-0.0000000001"), Decimal("10.50"), "0.00000000000000000001"),
-            (None, None, None),
-        ]
-    finally:
-        db.drop_all()
+        ExtraConnectionAttributes="mapUnboundedNumericAsString=true",
+    )
+    assert final["Status"] == "stopped"
+    assert loaded is not None
+    assert {f.name: f.type for f in loaded.schema} == {
+        "id": pa.int32(),
+        "wide": pa.decimal128(38, 10),
+        "money": pa.decimal128(12, 2),
+        "free": pa.string(),
+    }
+    rows = sorted(loaded.to_pylist(), key=lambda r: r["id"])
+    assert [(r["wide"], r["money"], r["free"]) for r in rows] == [
+        (
+            Decimal("1234567890123456789012345678.0123456789"),
+            Decimal("-0.01"),
+            "123456789012345678901234567890.123456789012",
+        ),
+        (Decimal("-0.0000000001"), Decimal("10.50"), "0.00000000000000000001"),
+        (None, None, None),
+    ]
 
 
 @pytest.mark.postgres
 def test_postgres_numeric_nan_fails_the_table(postgres_engine, aws, dms) -> None:  # type: ignore[no-untyped-def]
     """NaN has no decimal: the load fails naming the column instead of writing a guess."""
-    table = unique("pgnan")
-    with postgres_engine.begin() as conn:
-        conn.exec_driver_sql(f'CREATE TABLE dwh."{table}" (id int4, amount numeric(12,2))')
-        conn.exec_driver_sql(f"INSERT INTO dwh.\"{table}\" VALUES (1, 1.50), (2, 'NaN')")
-    db = SourceDb("postgres", engine=postgres_engine, tables=[table])
-    try:
-        flow = Workflow(aws, dms)
-        target = flow.target_endpoint("stage/pgnan")
-        task = flow.task(
-            flow.source_endpoint(db), target, flow.instance(), mappings(selection(table))
-        )
-        final = flow.start_and_wait(task)
-        assert final["Status"] == "failed"
-        assert "'amount'" in final["LastFailureMessage"] and table in final["LastFailureMessage"]
-    finally:
-        db.drop_all()
+    table, final, _ = _load_postgres_table(
+        postgres_engine,
+        Workflow(aws, dms),
+        "id int4, amount numeric(12,2)",
+        "(1, 1.50), (2, 'NaN')",
+    )
+    assert final["Status"] == "failed"
+    assert "'amount'" in final["LastFailureMessage"] and table in final["LastFailureMessage"]
