@@ -17,9 +17,10 @@ from .backend import DmsBackend
 from .errors import DmsFault
 from .faults import FaultRegistry
 from .protocol import error_response, ok_response, parse_request
+from .quotas import Clock, Quotas
 from .scheduler import Timing
 
-__all__ = ["FaultRegistry", "LocalDms", "Timing"]
+__all__ = ["FaultRegistry", "LocalDms", "Quotas", "Timing"]
 
 LOG = logging.getLogger(__name__)
 EVENT = "before-send.database-migration-service"
@@ -36,11 +37,19 @@ class LocalDms:
         *,
         timing: Timing | None = None,
         workdir: Path | None = None,
+        quotas: Quotas | None = None,
+        clock: Clock | None = None,
     ) -> None:
-        """``clients_for_aws('s3'|'secretsmanager')`` returns the boto3 clients the engine uses."""
+        """``clients_for_aws('s3'|'secretsmanager')`` returns the boto3 clients the engine uses.
+
+        ``quotas`` defaults to DMS's own (enforced, as AWS does); ``Quotas.off()`` lifts them.
+        ``clock`` (monotonic seconds) drives the API token bucket's refill.
+        """
         self.timing = timing or Timing()
         self.faults = FaultRegistry()
-        self._backend = DmsBackend(clients_for_aws, self.timing, self.faults, workdir)
+        self._backend = DmsBackend(
+            clients_for_aws, self.timing, self.faults, workdir, quotas=quotas, clock=clock
+        )
         self._handler_id = f"deltaload-local-dms-{id(self)}"
 
     def install(self, events: Any) -> None:
@@ -50,6 +59,27 @@ class LocalDms:
     def uninstall(self, events: Any) -> None:
         """Stop answering DMS calls on ``events``."""
         events.unregister(EVENT, self._on_before_send, unique_id=self._handler_id)
+
+    @property
+    def quotas(self) -> Quotas:
+        """The quotas this engine enforces."""
+        return self._backend.quotas
+
+    @property
+    def throttled(self) -> list[str]:
+        """The operation of every call the API token bucket refused, in order."""
+        return list(self._backend.throttled)
+
+    @property
+    def quota_faults(self) -> list[tuple[str, str]]:
+        """(operation, message) of every create a resource quota refused."""
+        return list(self._backend.quota_faults)
+
+    @property
+    def api_calls(self) -> int:
+        """Calls the API token bucket let through (0 when throttling is off)."""
+        bucket = self._backend.api_bucket
+        return bucket.taken if bucket is not None else 0
 
     def shutdown(self) -> None:
         """Stop the background threads (running loads are cancelled first)."""

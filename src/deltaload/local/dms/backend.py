@@ -7,6 +7,7 @@ import re
 import secrets
 import string
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -32,6 +33,7 @@ from .models import (
     Task,
     now,
 )
+from .quotas import Clock, Quotas, TokenBucket, exceeded
 from .scheduler import Scheduler, Timing
 from .sources import SourceConfig, config_from_url, open_reader, read_secret, sa_url
 from .validation import (
@@ -63,6 +65,8 @@ class DmsBackend:
         timing: Timing,
         faults: FaultRegistry,
         workdir: Path | None,
+        quotas: Quotas | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self._client_factory = clients_for_aws
         self._client_cache: dict[str, Any] = {}
@@ -78,6 +82,19 @@ class DmsBackend:
         self.tasks: dict[str, Task] = {}
         self.configs: dict[str, Config] = {}
         self.connections: dict[tuple[str, str], Connection] = {}
+        self.quotas = quotas or Quotas()
+        self.api_bucket = (
+            TokenBucket(
+                self.quotas.api_bucket_size,
+                self.quotas.api_refill_per_second,
+                clock or time.monotonic,
+            )
+            if self.quotas.api_bucket_size is not None
+            else None
+        )
+        # (operation, message) of every call refused by a resource quota or the API bucket.
+        self.quota_faults: list[tuple[str, str]] = []
+        self.throttled: list[str] = []
 
     # ------------------------------------------------------------------ plumbing
 
@@ -106,12 +123,27 @@ class DmsBackend:
             )
         self._maybe_throttle(operation, params)
         with self._lock:
-            return handler(params, region)
+            try:
+                return handler(params, region)
+            except e.ResourceQuotaExceededFault as fault:
+                self.quota_faults.append((operation, fault.message))
+                raise
 
     def _maybe_throttle(self, operation: str, params: dict[str, Any]) -> None:
         ident = self._identifier_in(params)
         if self.faults.take("throttle", ident, operation) is not None:
             raise e.ThrottlingException(f"Rate exceeded (injected throttle on {operation})")
+        # Every API call spends a token of DMS's bucket (CHAP_Limits, "Understanding API
+        # request throttling"); the CLI shows it as "(ThrottlingException) ... Rate exceeded".
+        if self.api_bucket is not None and not self.api_bucket.take():
+            with self._lock:
+                self.throttled.append(operation)
+            raise e.ThrottlingException("Rate exceeded")
+
+    def _quota(self, what: str, used: int, limit: int | None, adding: int = 1) -> None:
+        message = exceeded(what, used, limit, adding)
+        if message is not None:
+            raise e.ResourceQuotaExceededFault(message)
 
     def _identifier_in(self, params: dict[str, Any]) -> str | None:
         for key in ("ReplicationTaskIdentifier", "ReplicationConfigIdentifier"):
@@ -141,6 +173,7 @@ class DmsBackend:
         self._create_fault("CreateEndpoint", ident)
         if any(ep.ident == ident for ep in self.endpoints.values()):
             raise e.ResourceAlreadyExistsFault(f"Endpoint {ident} already exists")
+        self._quota("endpoints per account", len(self.endpoints), self.quotas.endpoints_per_account)
         endpoint_type = str(params.get("EndpointType", "")).lower()
         engine = str(params.get("EngineName", "")).lower()
         settings = {k: v for k, v in params.items() if k not in ("Password", "Tags")}
@@ -320,6 +353,11 @@ class DmsBackend:
         self._create_fault("CreateReplicationSubnetGroup", ident)
         if ident.lower() in self.subnet_groups:
             raise e.ResourceAlreadyExistsFault(f"Replication subnet group {ident} already exists")
+        self._quota(
+            "replication subnet groups per account",
+            len(self.subnet_groups),
+            self.quotas.subnet_groups_per_account,
+        )
         group = SubnetGroup(
             ident.lower(),
             params.get("ReplicationSubnetGroupDescription", ""),
@@ -359,6 +397,18 @@ class DmsBackend:
         self._create_fault("CreateReplicationInstance", ident)
         if any(i.ident == ident for i in self.instances.values()):
             raise e.ResourceAlreadyExistsFault(f"Replication instance {ident} already exists")
+        # Instances still deleting exist (DescribeReplicationInstances lists them): they count.
+        self._quota(
+            "replication instances per account",
+            len(self.instances),
+            self.quotas.instances_per_account,
+        )
+        self._quota(
+            "total replication instance storage (GB) per account",
+            sum(i.storage for i in self.instances.values()),
+            self.quotas.storage_gb_per_account,
+            int(params.get("AllocatedStorage") or 50),
+        )
         group = None
         if params.get("ReplicationSubnetGroupIdentifier"):
             group = self.subnet_groups.get(str(params["ReplicationSubnetGroupIdentifier"]).lower())
@@ -448,6 +498,7 @@ class DmsBackend:
         check_migration_type(
             f"Replication task {ident}", params.get("MigrationType"), "MigrationType"
         )
+        self._task_quotas(instance, source.arn, target.arn)
         mapping = parse_table_mappings(params.get("TableMappings", ""), ident)
         task = Task(
             status="creating",
@@ -466,6 +517,23 @@ class DmsBackend:
         self.tasks[task.arn] = task
         self._scheduler.later(self.timing.task_create, lambda: self._task_created(task))
         return {"ReplicationTask": task.to_wire()}
+
+    def _task_quotas(self, instance: Instance, source_arn: str, target_arn: str) -> None:
+        """Tasks per account and per instance, and endpoints per instance (those its tasks use)."""
+        self._quota("replication tasks per account", len(self.tasks), self.quotas.tasks_per_account)
+        on_instance = [t for t in self.tasks.values() if t.instance_arn == instance.arn]
+        self._quota(
+            f"replication tasks per replication instance ({instance.ident})",
+            len(on_instance),
+            self.quotas.tasks_per_instance,
+        )
+        used = {arn for t in on_instance for arn in (t.source_arn, t.target_arn)}
+        self._quota(
+            f"endpoints per replication instance ({instance.ident})",
+            len(used),
+            self.quotas.endpoints_per_instance,
+            len({source_arn, target_arn} - used),
+        )
 
     def _endpoints_for(self, owner: str, params: dict[str, Any]) -> tuple[Endpoint, Endpoint]:
         source = self._endpoint(params.get("SourceEndpointArn", ""))

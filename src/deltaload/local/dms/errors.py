@@ -45,13 +45,13 @@ class InvalidParameterCombinationException(DmsFault):
 
 
 class ResourceQuotaExceededFault(DmsFault):
-    """Default error of an injected ``fail_at_create`` fault."""
+    """A create past a DMS resource quota (local/dms/quotas.py); also injected faults' default."""
 
     code = "ResourceQuotaExceededFault"
 
 
 class ThrottlingException(DmsFault):
-    """Answered by injected ``throttle`` faults; botocore retries it like the real one."""
+    """The API token bucket is empty (or an injected ``throttle``); botocore retries it."""
 
     code = "ThrottlingException"
 
