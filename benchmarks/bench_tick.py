@@ -67,8 +67,15 @@ def run(
     rows: int,
     workdir: Path,
     poll: tuple[int, int] = (1, 2),
+    mode: str = "instance",
+    environment: dict[str, str] | None = None,
+    stop_on_failure: bool = True,
 ) -> dict[str, Any]:
-    """Drain ``tables`` active tables; returns the figures."""
+    """Drain ``tables`` active tables in replication ``mode``; returns the figures.
+
+    The local DMS engine enforces DMS's quotas and API token bucket (its default), so the
+    figures include how many DMS calls were throttled and how many creates a quota refused.
+    """
     sys.path.insert(0, str(ROOT / "src"))
     from deltaload.items import to_dynamodb
     from deltaload.local.dms import Timing
@@ -79,6 +86,8 @@ def run(
         "POLL_INITIAL_SECONDS": str(poll[0]),
         "POLL_MAX_SECONDS": str(poll[1]),
         "MAX_CONCURRENT_RUNS": str(max_concurrent),
+        "REPLICATION_MODE": mode,
+        **(environment or {}),
     }
     with LocalRuntime(
         ROOT,
@@ -88,6 +97,15 @@ def run(
         environment=environment,
         log_file=workdir / "functions.log",
     ) as rt:
+        if mode == "existing":
+            # One shared instance, created as an operator would before deploying the stack;
+            # the handlers read EXISTING_INSTANCE_ARN at their first invocation.
+            shared = rt.session.client("dms").create_replication_instance(
+                ReplicationInstanceIdentifier="shared-instance",
+                ReplicationInstanceClass="dms.t3.medium",
+            )["ReplicationInstance"]["ReplicationInstanceArn"]
+            _wait_available(rt, shared)
+            os.environ["EXISTING_INSTANCE_ARN"] = shared
         dynamodb = rt.session.client("dynamodb")
         for n in range(tables):
             dynamodb.put_item(
@@ -102,18 +120,19 @@ def run(
         moment = datetime(2026, 11, 23, tzinfo=UTC)
         executions: list[Any] = []
         deferred_per_tick: list[int] = []
+        started_per_tick: list[list[str]] = []
+        calls_before = rt.dms.api_calls
         started = time.perf_counter()
         for _ in range(tables + 1):
             moment += timedelta(minutes=1)
-            pending = [
-                i["targetTableName"] for i in rt.items() if i.get("lastRunStatus") != "SUCCEEDED"
-            ]
-            if not pending:
+            if all(i.get("lastRunStatus") == "SUCCEEDED" for i in rt.items()):
                 break
-            result = rt.tick(pending, now=moment, progress=watch, timeout=3600)
+            # Every tick covers every active table: the starter alone decides who goes first.
+            result = rt.tick(now=moment, progress=watch, timeout=3600)
             executions += result.executions
             deferred_per_tick.append(len(result.starter["deferred"]))
-            if result.failed:
+            started_per_tick.append([s["table"] for s in result.starter["started"]])
+            if result.failed and stop_on_failure:
                 raise SystemExit(f"runs failed: {[(e.table, e.error) for e in result.failed]}")
         elapsed = time.perf_counter() - started
         histories = [rt.execution_history(rt.execution_arn(e.name)) for e in executions]
@@ -123,8 +142,23 @@ def run(
         invocations = sum(v for k, v in rt.invocations.items() if k != "StarterFunction")
         ticks = len(deferred_per_tick)
         loaded = sum(int(i.get("lastRunRows", 0)) for i in rt.items())
+        dms_calls = rt.dms.api_calls - calls_before
+        throttled = len(rt.dms.throttled)
+        quota_faults = rt.dms.quota_faults
+        failed = [
+            {"table": e.table, "error": e.error, "cause": e.cause}
+            for e in executions
+            if e.status != "SUCCEEDED"
+        ]
     return {
         "tables": tables,
+        "mode": mode,
+        "startedPerTick": started_per_tick,
+        "failedRuns": failed,
+        "dmsApiCalls": dms_calls,
+        "dmsCallsPerRun": round(dms_calls / max(1, len(executions)), 1),
+        "dmsThrottledCalls": throttled,
+        "dmsQuotaFaults": quota_faults,
         "maxConcurrentRuns": max_concurrent,
         "rowsPerTable": rows,
         "pollSeconds": list(poll),
@@ -149,6 +183,17 @@ def run(
         "starterInvocations": rt.invocations.get("StarterFunction", 0),
         "cpus": os.cpu_count(),
     }
+
+
+def _wait_available(rt: Any, arn: str) -> None:
+    dms = rt.session.client("dms")
+    filters = [{"Name": "replication-instance-arn", "Values": [arn]}]
+    for _ in range(200):
+        found = dms.describe_replication_instances(Filters=filters)["ReplicationInstances"]
+        if found and found[0]["ReplicationInstanceStatus"] == "available":
+            return
+        time.sleep(0.05)
+    raise SystemExit(f"replication instance {arn} never became available")
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

@@ -43,6 +43,10 @@ class Settings:
     lock_timeout_seconds: int = 12 * 3600
     safety_lag_seconds: int = 300
     max_concurrent_runs: int = 0
+    # Below DMS's quotas of 60 replication instances per account and, on one instance, 200
+    # tasks and 100 endpoints (each run adds a target endpoint); 0 = no cap.
+    max_replication_instances: int = 50
+    max_tasks_per_shared_instance: int = 90
     max_file_size_kb: int = 1_048_576
 
     @classmethod

@@ -3,27 +3,91 @@
 The execution name is ``<sanitised table>-<tick>`` (tick = the schedule event's time to
 the second), so a redelivered event cannot start a table twice: Step Functions refuses
 the duplicate name. Invalid items are reported with every problem and never started.
+
+Fairness and quotas: candidates go in the order they have waited (never started first, then
+the oldest last start), a table whose run is still going is deferred without taking a slot,
+and the tick stops short of MAX_CONCURRENT_RUNS, of MAX_REPLICATION_INSTANCES per-run
+instances (instance mode) and of MAX_TASKS_PER_SHARED_INSTANCE tasks on the shared instance
+(existing mode), so runs never meet DMS's quotas ("Quotas for AWS Database Migration
+Service", https://docs.aws.amazon.com/dms/latest/userguide/CHAP_Limits.html). A table that
+cannot be started for any other reason than throttling is reported on the notification topic
+and fails the invocation (StarterErrorsAlarm) once every other table has been started.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Mapping
-from datetime import datetime
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from deltaload import backoff, names, store
 from deltaload.aws import Clients, error_code, is_throttling
-from deltaload.errors import InvalidItemError
+from deltaload.errors import DeltaloadError, InvalidItemError
 from deltaload.items import parse_item
 from deltaload.observability import logger, starter_metrics
-from deltaload.settings import Settings
+from deltaload.settings import REPLICATION_MODES, Settings
 from deltaload.workflow import utcnow
 
 START_ATTEMPTS = 6
+_TICK_SUFFIX = len("-") + len(names.tick(datetime(2000, 1, 1, tzinfo=UTC)))
+
+
+class StartFailedError(DeltaloadError):
+    """Tables could not be started for a reason other than throttling or a cap."""
+
+    def __init__(self, message: str, summary: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.summary = summary
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A valid active table and the run state the tick decides on."""
+
+    table: str
+    mode: str  # the replication mode its run will use
+    last_started: datetime | None
+    lock_owner: str | None
+    lock_expires: int | None
+
+    def wait_key(self) -> tuple[bool, datetime, str]:
+        """Sort key: never started first, then the oldest last start, then the name."""
+        never = self.last_started is None
+        return (not never, self.last_started or datetime.min.replace(tzinfo=UTC), self.table)
+
+    def run_going(self, now_epoch: int) -> bool:
+        """True while another run holds the table's lock and it has not expired."""
+        if not self.lock_owner:
+            return False
+        return self.lock_expires is None or self.lock_expires >= now_epoch
+
+
+def _started_at(value: Any) -> datetime | None:
+    """lastRunStartedAt as an aware datetime; None when absent or unreadable."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _epoch(value: Any) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+def fair_order(candidates: Iterable[Candidate]) -> list[Candidate]:
+    """Candidates in the order they have waited (see Candidate.wait_key)."""
+    return sorted(candidates, key=Candidate.wait_key)
 
 
 def _is_switched_off(raw: Mapping[str, Any]) -> bool:
@@ -43,13 +107,22 @@ def event_tick(event: Mapping[str, Any], now: datetime) -> str:
     return names.tick(now)
 
 
-def running_executions(clients: Clients, state_machine_arn: str) -> int:
-    """How many executions of the state machine are RUNNING (all pages)."""
+def running_executions(clients: Clients, state_machine_arn: str) -> list[str]:
+    """The names of the state machine's RUNNING executions (all pages)."""
     paginator = clients.sfn.get_paginator("list_executions")
-    count = 0
+    found: list[str] = []
     for page in paginator.paginate(stateMachineArn=state_machine_arn, statusFilter="RUNNING"):
-        count += len(page.get("executions", []))
-    return count
+        found += [str(e.get("name", "")) for e in page.get("executions", [])]
+    return found
+
+
+def table_of_execution(name: str, prefixes: Mapping[str, str]) -> str | None:
+    """The table an execution name ``<sanitised table>-<tick>`` belongs to, if known."""
+    return prefixes.get(name[:-_TICK_SUFFIX]) if len(name) > _TICK_SUFFIX else None
+
+
+def _prefix(table: str) -> str:
+    return names.execution_name(table, names.tick(datetime(2000, 1, 1, tzinfo=UTC)))[:-_TICK_SUFFIX]
 
 
 def _start(
@@ -86,6 +159,20 @@ def _start(
     raise AssertionError("unreachable")  # pragma: no cover
 
 
+def _mode_of(raw: Mapping[str, Any], default: str) -> str:
+    """The replication mode a table's runs use: the item's own, else the stack's."""
+    mode = str(raw.get("replicationmode") or "").strip().lower()
+    return mode if mode in REPLICATION_MODES else default
+
+
+def _caps(settings: Settings) -> dict[str, tuple[str, int]]:
+    """Per replication mode, the setting that caps its concurrent runs (0 = no cap)."""
+    return {
+        "instance": ("MAX_REPLICATION_INSTANCES", settings.max_replication_instances),
+        "existing": ("MAX_TASKS_PER_SHARED_INSTANCE", settings.max_tasks_per_shared_instance),
+    }
+
+
 def start_tick(
     event: dict,
     clients: Clients,
@@ -94,16 +181,27 @@ def start_tick(
     now: Callable[[], datetime] = utcnow,
     sleep: Callable[[float], None] = time.sleep,
 ) -> dict[str, Any]:
-    """Start this tick's runs. Returns {"started", "skipped", "invalid", "deferred"}."""
+    """Start this tick's runs. Returns {"started", "skipped", "invalid", "deferred", "errors"}.
+
+    Raises StartFailedError (after starting every other table) when a table could not be
+    started for a reason other than throttling or a cap.
+    """
     state_machine_arn = settings.require("state_machine_arn")
-    tick = event_tick(event or {}, now())
+    moment = now()
+    epoch = int(moment.timestamp())
+    tick = event_tick(event or {}, moment)
     only = event.get("tables") if isinstance(event, Mapping) else None
     wanted = {str(t) for t in only} if only else None
 
-    candidates: list[str] = []
+    candidates: list[Candidate] = []
     invalid: list[dict[str, Any]] = []
+    prefixes: dict[str, str] = {}  # execution name prefix -> table, for every item
+    modes: dict[str, str] = {}
     for raw in store.scan(clients, settings.controller_table):
         table = str(raw.get("targetTableName", ""))
+        if table:
+            prefixes[_prefix(table)] = table
+            modes[table] = _mode_of(raw, settings.replication_mode)
         if wanted is not None and table not in wanted:
             continue
         if _is_switched_off(raw):
@@ -118,45 +216,79 @@ def start_tick(
                 }
             )
             continue
-        candidates.append(table)
-    candidates.sort()
+        candidates.append(
+            Candidate(
+                table=table,
+                mode=modes[table],
+                last_started=_started_at(raw.get("lastRunStartedAt")),
+                lock_owner=str(raw["lockOwner"]) if raw.get("lockOwner") else None,
+                lock_expires=_epoch(raw.get("lockExpiresAt")),
+            )
+        )
 
-    capacity = None
-    if settings.max_concurrent_runs:
-        running = running_executions(clients, state_machine_arn)
-        capacity = max(0, settings.max_concurrent_runs - running)
+    # Every RUNNING execution holds its DMS resources until its teardown has finished, which
+    # is after it released the lock: the caps count executions, not locks.
+    running = running_executions(clients, state_machine_arn)
+    going: dict[str, list[str]] = {}
+    in_use = {mode: 0 for mode in REPLICATION_MODES}
+    for name in running:
+        owner = table_of_execution(name, prefixes)
+        if owner is not None:
+            going.setdefault(owner, []).append(name)
+        # An execution of an unknown table counts against the stack's mode.
+        in_use[modes.get(owner or "", settings.replication_mode)] += 1
+    runs_left = (
+        settings.max_concurrent_runs - len(running) if settings.max_concurrent_runs else None
+    )
+    caps = _caps(settings)
+    left = {mode: limit - in_use[mode] for mode, (_, limit) in caps.items() if limit}
 
     started: list[dict[str, str]] = []
     skipped: list[dict[str, str]] = []
     deferred: list[dict[str, str]] = []
-    for table in candidates:
+    errors: list[dict[str, str]] = []
+    for candidate in fair_order(candidates):
+        table = candidate.table
         name = names.execution_name(table, tick)
-        if capacity is not None and len(started) >= capacity:
-            deferred.append(
-                {
-                    "table": table,
-                    "reason": f"MAX_CONCURRENT_RUNS={settings.max_concurrent_runs} reached",
-                }
+        if name in going.get(table, ()):
+            skipped.append(
+                {"table": table, "runId": name, "reason": "already started for this tick"}
             )
+            continue
+        reason = _still_going(candidate, going.get(table, []), epoch)
+        if reason is None and runs_left is not None and runs_left <= 0:
+            reason = f"MAX_CONCURRENT_RUNS={settings.max_concurrent_runs} reached"
+        if reason is None and left.get(candidate.mode, 1) <= 0:
+            variable, limit = caps[candidate.mode]
+            reason = f"{variable}={limit} reached ({candidate.mode} mode)"
+        if reason is not None:
+            deferred.append({"table": table, "reason": reason})
             continue
         try:
             outcome = _start(
                 clients, state_machine_arn, name, {"table": table, "runId": name}, sleep
             )
         except ClientError as error:
-            # One table's refusal must not stop the others; it is retried next tick.
-            logger.error("could not start run", extra={"table": table, "error": str(error)})
-            deferred.append({"table": table, "reason": f"StartExecution failed: {error}"})
+            # One table's refusal must not stop the others.
+            if is_throttling(error):
+                deferred.append({"table": table, "reason": f"StartExecution throttled: {error}"})
+            else:
+                logger.error("could not start run", extra={"table": table, "error": str(error)})
+                errors.append({"table": table, "error": f"StartExecution failed: {error}"})
             continue
         if outcome == "exists":
             skipped.append(
                 {"table": table, "runId": name, "reason": "already started for this tick"}
             )
-        else:
-            started.append({"table": table, "runId": name})
+            continue
+        started.append({"table": table, "runId": name})
+        if runs_left is not None:
+            runs_left -= 1
+        if candidate.mode in left:
+            left[candidate.mode] -= 1
 
     if wanted:
-        known = set(candidates) | {i["table"] for i in invalid}
+        known = {c.table for c in candidates} | {i["table"] for i in invalid}
         for table in sorted(wanted - known):
             skipped.append({"table": table, "reason": "no active controller item"})
 
@@ -168,15 +300,59 @@ def start_tick(
             "skipped": len(skipped),
             "invalid": len(invalid),
             "deferred": len(deferred),
+            "errors": len(errors),
         },
     )
     for entry in invalid:
         logger.warning("invalid controller item", extra=entry)
+    for entry in deferred:
+        logger.info("run deferred", extra=entry)
     starter_metrics(len(started), len(skipped), len(invalid), len(deferred))
-    return {
+    summary = {
         "tick": tick,
         "started": started,
         "skipped": skipped,
         "invalid": invalid,
         "deferred": deferred,
+        "errors": errors,
     }
+    if errors:
+        _notify_start_failures(clients, settings, tick, errors)
+        raise StartFailedError(
+            f"tick {tick}: {len(errors)} table(s) could not be started: "
+            + "; ".join(f"{e['table']}: {e['error']}" for e in errors),
+            summary,
+        )
+    return summary
+
+
+def _still_going(candidate: Candidate, executions: list[str], epoch: int) -> str | None:
+    """Why the table's previous run still occupies it, or None."""
+    if candidate.run_going(epoch):
+        until = candidate.lock_expires
+        until_text = datetime.fromtimestamp(until, UTC).isoformat() if until else "unknown"
+        return f"run {candidate.lock_owner} is still going (lock held until {until_text})"
+    if executions:
+        return f"run {sorted(executions)[0]} is still going (its teardown has not finished)"
+    return None
+
+
+def _notify_start_failures(
+    clients: Clients, settings: Settings, tick: str, errors: list[dict[str, str]]
+) -> None:
+    """Tell the notification topic which tables could not be started, and why."""
+    if not settings.topic_arn:
+        return
+    lines = [f"- {e['table']}: {e['error']}" for e in errors]
+    message = (
+        f"deltaload tick {tick}: {len(errors)} table(s) could not be started; every other "
+        "table was handled. They are tried again on the next tick.\n" + "\n".join(lines)
+    )
+    try:
+        clients.sns.publish(
+            TopicArn=settings.topic_arn,
+            Subject=f"deltaload: {len(errors)} table(s) not started"[:100],
+            Message=message[:200_000],
+        )
+    except ClientError as error:  # the invocation still fails, so the alarm still fires
+        logger.error("could not publish the start failures", extra={"error": str(error)})
