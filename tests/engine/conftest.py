@@ -18,7 +18,7 @@ import pytest
 from botocore.config import Config
 from moto import mock_aws
 
-from deltaload.local.dms import LocalDms, Timing
+from deltaload.local.dms import LocalDms, Quotas, Timing
 from tests.servers import SOURCES  # noqa: F401  (re-exported for the test modules)
 
 from .helpers import SourceDb
@@ -66,8 +66,12 @@ def aws() -> Iterator[boto3.Session]:
 
 @pytest.fixture
 def engine(aws: boto3.Session, tmp_path: Path) -> Iterator[LocalDms]:
-    """The local DMS installed on the session, with fast timings."""
-    local = LocalDms(aws.client, timing=FAST, workdir=tmp_path)
+    """The local DMS installed on the session, with fast timings.
+
+    DMS's quotas and API throttling are off: these tests poll without retries (to see every
+    error) and check the engine's copies; tests/guarantees/test_scale_dms_quotas.py checks them.
+    """
+    local = LocalDms(aws.client, timing=FAST, workdir=tmp_path, quotas=Quotas.off())
     local.install(aws.events)
     yield local
     local.uninstall(aws.events)
