@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: help venv test test-fast test-large lint format lint-template demo bench ci clean
+.PHONY: help venv test test-fast test-large test-scale lint format lint-template demo bench ci clean
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -25,6 +25,9 @@ test-fast: $(STAMP)  ## Unit tests only
 
 test-large: $(STAMP)  ## The long property-based profiles (many more hypothesis examples)
 	DELTALOAD_HYPOTHESIS_PROFILE=large $(BIN)/pytest tests/unit tests/guarantees
+
+test-scale: $(STAMP)  ## 300 tables, 50 at a time, each replication mode, DMS quotas on (about 30 min)
+	DELTALOAD_SCALE=full $(BIN)/pytest tests/guarantees/test_scale.py -s -q
 
 lint: $(STAMP)  ## ruff lint and format check
 	$(BIN)/ruff check .

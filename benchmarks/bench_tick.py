@@ -141,7 +141,8 @@ def run(
         transitions = [sum(ev["type"].endswith("StateEntered") for ev in h) for h in histories]
         invocations = sum(v for k, v in rt.invocations.items() if k != "StarterFunction")
         ticks = len(deferred_per_tick)
-        loaded = sum(int(i.get("lastRunRows", 0)) for i in rt.items())
+        # Over every run (a table may load again once all have loaded once).
+        loaded = sum(int(r.get("rows", 0)) for r in rt.history())
         dms_calls = rt.dms.api_calls - calls_before
         throttled = len(rt.dms.throttled)
         quota_faults = rt.dms.quota_faults
