@@ -134,18 +134,12 @@ def _start(
 ) -> str:
     """Start one execution; 'started' or 'exists'. Throttling is retried with backoff.
 
-    StartExecution is idempotent for a RUNNING execution with the same name and input
-    (it answers success), so an existing execution is looked up first to report it.
+    StartExecution answers ExecutionAlreadyExists for a closed execution of the same name,
+    and success for a RUNNING one with the same name and input: the tick finds those in
+    ListExecutions before it gets here (Step Functions API Reference, StartExecution).
     """
-    execution_arn = state_machine_arn.replace(":stateMachine:", ":execution:", 1) + ":" + name
     for attempt in range(START_ATTEMPTS):
         try:
-            try:
-                clients.sfn.describe_execution(executionArn=execution_arn)
-                return "exists"
-            except ClientError as error:
-                if error_code(error) != "ExecutionDoesNotExist":
-                    raise
             clients.sfn.start_execution(
                 stateMachineArn=state_machine_arn, name=name, input=json.dumps(payload)
             )
@@ -305,8 +299,8 @@ def start_tick(
     )
     for entry in invalid:
         logger.warning("invalid controller item", extra=entry)
-    for entry in deferred:
-        logger.info("run deferred", extra=entry)
+    if deferred:  # one line per tick, however many tables wait
+        logger.info("runs deferred", extra={"deferred": deferred})
     starter_metrics(len(started), len(skipped), len(invalid), len(deferred))
     summary = {
         "tick": tick,

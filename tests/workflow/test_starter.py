@@ -86,6 +86,18 @@ def test_repeated_tick_does_not_start_twice(clients: Clients, tick_settings: Set
     ]
 
 
+def test_a_redelivered_tick_after_its_run_ended_does_not_start_again(
+    clients: Clients, tick_settings: Settings
+) -> None:
+    put_item(clients, tick_settings)
+    start_tick(EVENT, clients, tick_settings)
+    _finish_all(clients, tick_settings.state_machine_arn)
+    again = start_tick(EVENT, clients, tick_settings)
+    assert again["started"] == []
+    assert [s["reason"] for s in again["skipped"]] == ["already started for this tick"]
+    assert len(_executions(clients, tick_settings.state_machine_arn)) == 1
+
+
 def test_invalid_items_are_reported_and_never_started(
     clients: Clients, tick_settings: Settings
 ) -> None:
