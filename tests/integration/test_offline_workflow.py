@@ -208,8 +208,21 @@ def test_a_held_lock_skips_the_run_and_changes_nothing(
             "watermark": "2",
         }
     )
+    # The starter spends no slot on it: the table is deferred while the lock holds.
     result = offline.tick(now=ticks())
-    assert [e.status for e in result.executions] == ["SUCCEEDED"]
+    assert result.executions == []
+    (deferred,) = result.starter["deferred"]
+    assert deferred["table"] == "orders_s3"
+    assert deferred["reason"].startswith("run someone-else is still going (lock held until")
+    # A run started anyway (by hand, or by a starter that raced the lock) is skipped.
+    run_id = "orders_s3-manual"
+    offline.session.client("stepfunctions").start_execution(
+        stateMachineArn=offline.state_machine_arn,
+        name=run_id,
+        input=json.dumps({"table": "orders_s3", "runId": run_id}),
+    )
+    (execution,) = offline.wait_for([offline.execution_arn(run_id)])
+    assert execution.status == "SUCCEEDED"
     item = offline.item("orders_s3")
     assert (item["watermark"], item["lockOwner"]) == ("2", "someone-else")
     assert offline.keys("lake/") == []
