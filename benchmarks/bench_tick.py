@@ -209,17 +209,26 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         default="1,2",
         help="POLL_INITIAL_SECONDS,POLL_MAX_SECONDS (default 1,2: the local runtime's)",
     )
+    parser.add_argument(
+        "--mode",
+        choices=("instance", "existing", "serverless"),
+        default="instance",
+        help="REPLICATION_MODE (default instance)",
+    )
     parser.add_argument("--json", action="store_true", help="print the figures as JSON only")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="bench-tick-") as tmp:
         initial, most = (int(v) for v in args.poll.split(","))
-        figures = run(args.tables, args.max_concurrent, args.rows, Path(tmp), (initial, most))
+        figures = run(
+            args.tables, args.max_concurrent, args.rows, Path(tmp), (initial, most), args.mode
+        )
     if args.json:
         print(json.dumps(figures))
     else:
         t = figures["transitionsPerRun"]
         print(
-            f"{figures['tables']} tables, MAX_CONCURRENT_RUNS={figures['maxConcurrentRuns']}, "
+            f"{figures['tables']} tables, {figures['mode']} mode, "
+            f"MAX_CONCURRENT_RUNS={figures['maxConcurrentRuns']}, "
             f"{figures['rowsPerTable']} rows each, polls {figures['pollSeconds']} s, "
             f"{figures['cpus']} CPUs\n"
             f"  total time            {figures['seconds']:.1f} s\n"
@@ -230,7 +239,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             f"  state transitions/run min {t['min']}, median {t['median']}, max {t['max']} "
             f"(history events median {figures['historyEventsPerRun']['median']})\n"
             f"  Lambda invocations/run {figures['lambdaInvocationsPerRun']} "
-            f"(+ {figures['starterInvocations']} starter invocations)"
+            f"(+ {figures['starterInvocations']} starter invocations)\n"
+            f"  DMS API calls         {figures['dmsApiCalls']} ({figures['dmsCallsPerRun']}/run), "
+            f"{figures['dmsThrottledCalls']} throttled, "
+            f"{len(figures['dmsQuotaFaults'])} refused by a quota"
         )
     return figures
 
