@@ -34,12 +34,16 @@ _TIMESTAMP = re.compile(
     r"^\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})?$"
 )
 
-# The largest value of each kind: the far end of the "notbetween" filter that
-# excludes a window's exclusive upper bound and everything above it.
+# The far end of each kind: the end of the "notbetween" filter that excludes a window's
+# exclusive upper bound and everything above it. DMS documents filter times as
+# YYYY-MM-DD HH:MM:SS (CHAP_Tasks.CustomizingTasks.Filters.html, "Filtering by time and
+# date"), so the timestamp far end is a whole second like every lower bound. Sources can
+# hold values past it (MySQL DATETIME up to 9999-12-31 23:59:59.999999, PostgreSQL to year
+# 294276), so window.py also caps bounded windows at it from below.
 KIND_MAX = {
     ColumnKind.INTEGER: str(INT64_MAX),
     ColumnKind.DATE: "9999-12-31",
-    ColumnKind.TIMESTAMP: "9999-12-31 23:59:59.999999",
+    ColumnKind.TIMESTAMP: "9999-12-31 23:59:59",
 }
 
 
