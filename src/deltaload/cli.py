@@ -381,6 +381,12 @@ def print_tick(result: Any) -> None:
         )
     if result.executions:
         console.print(view)
+        for execution in result.executions:
+            warning = (execution.output.get("recorded") or {}).get("warning")
+            if warning:
+                console.print(
+                    f"[yellow]warning[/yellow] {escape(execution.table)}: {escape(str(warning))}"
+                )
     elif not starter.get("invalid"):
         console.print("no active tables to load")
 

@@ -299,15 +299,20 @@ class LocalRuntime:
                 (props[k] for k in (*settings_keys, "PostgreSQLSettings") if k in props), {}
             )
             key = "PostgreSQLSettings" if self.source.engine == "postgres" else "MySQLSettings"
+            engine_settings = {
+                "SecretsManagerSecretId": self.template.parameters["SourceSecretArn"],
+                "SecretsManagerAccessRoleArn": secret_settings.get(
+                    "SecretsManagerAccessRoleArn", f"arn:aws:iam::{ACCOUNT}:role/local"
+                ),
+            }
+            if self.source.engine == "postgres":
+                # The template's type-mapping settings (MapBooleanAsBoolean) reach the engine.
+                pg = props.get("PostgreSqlSettings") or {}
+                engine_settings |= {k: v for k, v in pg.items() if k.startswith("Map")}
             request |= {
                 "EngineName": self.source.engine,
                 "DatabaseName": self.source.secret()["dbname"],
-                key: {
-                    "SecretsManagerSecretId": self.template.parameters["SourceSecretArn"],
-                    "SecretsManagerAccessRoleArn": secret_settings.get(
-                        "SecretsManagerAccessRoleArn", f"arn:aws:iam::{ACCOUNT}:role/local"
-                    ),
-                },
+                key: engine_settings,
             }
         created = self.session.client("dms").create_endpoint(**request)["Endpoint"]
         self.template.set_physical_id(logical_id, created["EndpointArn"])
