@@ -204,6 +204,7 @@ class LobWarning:
 # UTF-8 characters are at most 4 bytes: a text cut at a character boundary ends within 3
 # bytes of the limit.
 _CUT_SLACK = 3
+_SCAN_BATCH_ROWS = 256
 
 
 def lob_warnings(
@@ -240,8 +241,11 @@ def lob_warnings(
                 if 2 * meta.column(index).total_uncompressed_size < limit - _CUT_SLACK:
                     continue
                 name = schema.field(index).name
-                column = parquet.read_row_group(group, columns=[name]).column(0)
-                found = _at_limit(column, limit)
+                # Small batches: a row group of large LOBs can be most of a 1 GB file.
+                batches = parquet.iter_batches(
+                    batch_size=_SCAN_BATCH_ROWS, row_groups=[group], columns=[name]
+                )
+                found = sum(_at_limit(batch.column(0), limit) for batch in batches)
                 if found:
                     counts[name] = counts.get(name, 0) + found
     return [LobWarning(name, n, limit_kb) for name, n in sorted(counts.items())]
