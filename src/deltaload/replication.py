@@ -33,8 +33,13 @@ ALREADY_EXISTS = "ResourceAlreadyExistsFault"
 INVALID_STATE = "InvalidResourceStateFault"
 FULL_LOAD_FINISHED = "FULL_LOAD_ONLY_FINISHED"
 TABLE_COMPLETED = "Table completed"
+# ReplicationInstanceStatus values that never become "available" (API Reference,
+# ReplicationInstance: https://docs.aws.amazon.com/dms/latest/APIReference/API_ReplicationInstance.html);
+# creating, modifying, upgrading, rebooting, resetting-master-credentials and maintenance
+# are waited out.
 INSTANCE_FAILED = {
     "failed",
+    "incompatible-credentials",
     "incompatible-network",
     "incompatible-parameters",
     "inaccessible-encryption-credentials",

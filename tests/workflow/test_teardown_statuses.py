@@ -247,3 +247,34 @@ def test_teardown_keeps_refusals_apart_by_backoff_and_gives_up_at_its_deadline(
     assert max(waits) == settings.poll_max_seconds
     assert moment - NOW >= timedelta(seconds=settings.teardown_timeout_seconds)
     assert len(stub.calls) == len(waits) + 1  # one delete per pass, never a burst
+
+
+# ReplicationInstance.ReplicationInstanceStatus, DMS API Reference (ReplicationInstance).
+INSTANCE_STATUSES = {
+    "available": "ready",
+    "creating": "wait",
+    "modifying": "wait",
+    "upgrading": "wait",
+    "rebooting": "wait",
+    "resetting-master-credentials": "wait",
+    "maintenance": "wait",
+    "failed": "failed",
+    "storage-full": "failed",
+    "incompatible-credentials": "failed",
+    "incompatible-network": "failed",
+    "deleting": "failed",
+    "deleted": "failed",
+}
+
+
+@pytest.mark.parametrize(("status", "verdict"), sorted(INSTANCE_STATUSES.items()))
+def test_every_documented_instance_status_is_ready_waited_for_or_failed(
+    status: str, verdict: str
+) -> None:
+    ready, failed, reported = replication.instance_readiness(
+        {"ReplicationInstanceStatus": status}, "replication instance ri-1"
+    )
+    assert {(True, False): "ready", (False, False): "wait", (False, True): "failed"}[
+        (ready, failed)
+    ] == verdict
+    assert status in reported
