@@ -187,3 +187,35 @@ def test_teardown_deletes_a_finished_or_unstarted_replication_without_stopping(
 def test_hold_names_only_start_phases(engine) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(ValueError, match="not a start phase"):
         engine.faults.hold("*", "running")
+
+
+def test_an_unreachable_source_fails_the_replication_in_testing_connection(
+    engine, flow, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    run = names.dms_names("orders", "noconn-20240501T120000Z")
+    source = flow.source_endpoint_sqlite(tmp_path / "missing.sqlite")
+    target = flow.target_endpoint("stage/noconn")
+    arn = flow.dms.create_replication_config(
+        ReplicationConfigIdentifier=run.config,
+        SourceEndpointArn=source,
+        TargetEndpointArn=target,
+        ComputeConfig={"MaxCapacityUnits": 2},
+        ReplicationType="full-load",
+        TableMappings=mappings(selection("orders")),
+    )["ReplicationConfig"]["ReplicationConfigArn"]
+    flow.dms.start_replication(ReplicationConfigArn=arn, StartReplicationType="start-replication")
+    seen: list[str] = []
+
+    def observe() -> dict[str, Any]:
+        replication_ = flow.dms.describe_replications(
+            Filters=[{"Name": "replication-config-arn", "Values": [arn]}]
+        )["Replications"][0]
+        seen.append(replication_["Status"])
+        return replication_
+
+    final = wait_for(observe, lambda r: r["Status"] in ("stopped", "failed", "running"))
+    assert final["Status"] == "failed"
+    assert "Test connection to" in final["FailureMessages"][0]
+    assert "missing.sqlite" in final["FailureMessages"][0]
+    later = SERVERLESS_PHASES[SERVERLESS_PHASES.index("testing_connection") + 1 :]
+    assert not set(later) & set(seen)  # it never got past testing_connection

@@ -221,20 +221,24 @@ class DmsBackend:
         )
         return {"Connection": connection.to_wire()}
 
-    def _probe(self, connection: Connection) -> None:
+    def _reach(self, endpoint: Endpoint) -> str | None:
+        """None if the endpoint's database or bucket answers, else why not."""
         try:
-            endpoint = connection.endpoint
             if endpoint.endpoint_type == "target":
                 bucket = endpoint.settings["S3Settings"]["BucketName"]
                 self._clients("s3").head_bucket(Bucket=bucket)
             else:
                 with open_reader(self.source_config(endpoint)) as reader:
                     reader.list_tables({"table"})
-            status, failure = "successful", None
         except Exception as exc:
-            status, failure = "failed", _safe_message(exc)
+            return _safe_message(exc)
+        return None
+
+    def _probe(self, connection: Connection) -> None:
+        failure = self._reach(connection.endpoint)
         with self._lock:
-            connection.status, connection.failure = status, failure
+            connection.status = "successful" if failure is None else "failed"
+            connection.failure = failure
 
     def op_describe_connections(self, params: dict[str, Any], _: str) -> dict[str, Any]:
         """DMS DescribeConnections."""
@@ -791,11 +795,17 @@ class DmsBackend:
                 run, generation, config.mapping, config.source_arn, config.target_arn, skip
             )
 
-        self._enter_phase(run, generation, 0, launch)
+        endpoints = (config.source_arn, config.target_arn)
+        self._enter_phase(run, generation, 0, endpoints, launch)
         return {"Replication": config.replication_wire()}
 
     def _enter_phase(
-        self, run: Replication, generation: int, index: int, launch: Callable[[], None]
+        self,
+        run: Replication,
+        generation: int,
+        index: int,
+        endpoints: tuple[str, str],
+        launch: Callable[[], None],
     ) -> None:
         """Move a starting replication into phase ``index``; after the last one, launch."""
         phase = SERVERLESS_PHASES[index]
@@ -806,12 +816,45 @@ class DmsBackend:
             if self.faults.take("hold", run.ident, phase) is not None:
                 return  # stays in this phase until stopped
         step = self.timing.serverless_provision / len(SERVERLESS_PHASES)
-        if index + 1 < len(SERVERLESS_PHASES):
+        if index + 1 == len(SERVERLESS_PHASES):
+            self._scheduler.later(step, launch)
+            return
+
+        def advance() -> None:
+            self._enter_phase(run, generation, index + 1, endpoints, launch)
+
+        if phase == "testing_connection":
+            # "DMS Serverless verifies that the connection to your source and target
+            # databases are set up successfully" (user guide, Serverless components).
             self._scheduler.later(
-                step, lambda: self._enter_phase(run, generation, index + 1, launch)
+                step,
+                lambda: self._pool.submit(
+                    self._test_connections, run, generation, endpoints, advance
+                ),
             )
         else:
-            self._scheduler.later(step, launch)
+            self._scheduler.later(step, advance)
+
+    def _test_connections(
+        self,
+        run: Replication,
+        generation: int,
+        endpoints: tuple[str, str],
+        advance: Callable[[], None],
+    ) -> None:
+        """Fail the replication in testing_connection if an endpoint does not answer."""
+        for arn in endpoints:
+            with self._lock:
+                endpoint = self.endpoints.get(arn)
+            failure = "the endpoint was deleted" if endpoint is None else self._reach(endpoint)
+            if failure is not None:
+                name = endpoint.ident if endpoint else arn
+                with self._lock:  # re-entrant: _finish takes it too
+                    if run.generation == generation and run.status == "testing_connection":
+                        message = f"Test connection to {name} failed: {failure}"
+                        self._finish(run, generation, failure=message)
+                return
+        advance()
 
     def _deprovisioned(self, run: Replication, generation: int) -> None:
         with self._lock:
