@@ -96,10 +96,15 @@ def _tear_down(recorder: Recorder, run: names.DmsNames) -> list[dict[str, Any]]:
     return outcomes
 
 
-def _assert_nothing_refused_and_all_gone(flow: Workflow, recorder: Recorder, run: Any) -> None:
+def _assert_nothing_refused_and_all_gone(
+    flow: Workflow, recorder: Recorder, run: Any, *, deleted_once: bool = True
+) -> None:
     refused = [c for c in recorder.actions() if c[1] != "ok"]
     assert refused == [], f"teardown sent calls DMS refused: {refused}"
-    assert [c[0] for c in recorder.actions()].count("delete_replication_config") == 1
+    deletes = [c[0] for c in recorder.actions()].count("delete_replication_config")
+    # A started replication shows "deleting" until its config is gone, so teardown waits;
+    # a config never started has no status to show it, and a repeated delete is accepted.
+    assert deletes == 1 if deleted_once else deletes >= 1, recorder.actions()
     assert flow.dms.describe_replication_configs()["ReplicationConfigs"] == []
     ids = [e["EndpointIdentifier"] for e in flow.dms.describe_endpoints()["Endpoints"]]
     assert run.target_endpoint not in ids
@@ -176,12 +181,20 @@ def test_teardown_deletes_a_finished_or_unstarted_replication_without_stopping(
         flow.dms.start_replication(
             ReplicationConfigArn=arn, StartReplicationType="start-replication"
         )
-        assert wait_for(lambda: _status(flow, arn), lambda s: s in ("stopped", "failed")) == ending
+        final = wait_for(
+            lambda: flow.dms.describe_replications(
+                Filters=[{"Name": "replication-config-arn", "Values": [arn]}]
+            )["Replications"][0],
+            lambda r: r["Status"] in ("stopped", "failed"),
+        )
+        assert final["Status"] == ending, final
     recorder = Recorder(flow.dms)
     _tear_down(recorder, run)
-    assert recorder.actions()[0] == ("delete_replication_config", "ok")
+    assert recorder.actions()[0] == ("delete_replication_config", "ok"), recorder.actions()
     assert "stop_replication" not in [c[0] for c in recorder.actions()]
-    _assert_nothing_refused_and_all_gone(flow, recorder, run)
+    _assert_nothing_refused_and_all_gone(
+        flow, recorder, run, deleted_once=ending != "never started"
+    )
 
 
 def test_hold_names_only_start_phases(engine) -> None:  # type: ignore[no-untyped-def]
