@@ -55,9 +55,7 @@ def _list(value: Any) -> list[Any]:
 
 def _glob(pattern: str, value: str, *, case: bool) -> bool:
     """IAM wildcards: * is any run of characters, ? any one character; nothing else is special."""
-    regex = "".join(
-        ".*" if c == "*" else "." if c == "?" else re.escape(c) for c in str(pattern)
-    )
+    regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in str(pattern))
     return re.fullmatch(regex, value, 0 if case else re.IGNORECASE | re.DOTALL) is not None
 
 
@@ -112,7 +110,10 @@ def _condition_holds(operator: str, key: str, expected: Any, context: Context) -
         return not hit if negated else hit
     if qualifier not in ("ForAnyValue", "ForAllValues"):
         raise UnsupportedPolicy(f"set qualifier {qualifier!r} is not implemented")
-    matches = [(not any(test(w, v) for w in wanted)) if negated else any(test(w, v) for w in wanted) for v in values]
+    matches = [
+        (not any(test(w, v) for w in wanted)) if negated else any(test(w, v) for w in wanted)
+        for v in values
+    ]
     return any(matches) if qualifier == "ForAnyValue" else all(matches)
 
 

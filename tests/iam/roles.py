@@ -14,19 +14,19 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import boto3
 from cfn_tools import load_yaml
-from samtranslator.translator.transform import transform
+from samtranslator.parser.parser import Parser
+from samtranslator.translator.translator import Translator
 
 from deltaload.local.template import ACCOUNT, REGION, STACK, Template
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-class _NoManagedPolicies:
+def _no_managed_policies() -> dict[str, str]:
     """SAM asks for AWS managed policy ARNs only when Policies names one; ours names none."""
-
-    def load(self) -> dict[str, str]:
-        return {}
+    return {}
 
 
 def translate(parameters: Mapping[str, str]) -> dict[str, Any]:
@@ -44,14 +44,21 @@ def translate(parameters: Mapping[str, str]) -> dict[str, Any]:
         "AWS::StackName": STACK,
         **parameters,
     }
-    return transform(body, values, _NoManagedPolicies())
+    # The transform's own entry point; the session only tells it the Region.
+    translator = Translator(None, Parser(), boto_session=boto3.Session(region_name=REGION))
+    return translator.translate(
+        body, parameter_values=values, get_managed_policy_map=_no_managed_policies
+    )
 
 
 class _Resolver(Template):
     """The local template resolver, taught the attributes the translated template adds."""
 
     def _get_att(self, logical_id: str, attribute: str) -> str:
-        if attribute == "TopicName":  # Ref of a topic is its ARN; its name is the last part
+        # Ref of a topic or state machine is its ARN; the name is the ARN's last part.
+        if attribute in ("TopicName", "Name") and self.arns[logical_id].startswith(
+            ("arn:aws:sns:", "arn:aws:states:")
+        ):
             return self.arns[logical_id].rsplit(":", 1)[-1]
         return super()._get_att(logical_id, attribute)
 

@@ -116,8 +116,10 @@ def privilege(action: str) -> dict[str, Any]:
 def _format_regex(arn_format: str) -> re.Pattern[str]:
     parts = re.split(r"(\$\{[^}]+\}|\*)", arn_format)
     regex = "".join(
-        "[^:]*" if p.startswith("${") and p in ("${Partition}", "${Region}", "${Account}")
-        else ".+" if p.startswith("${") or p == "*"
+        "[^:]*"
+        if p.startswith("${") and p in ("${Partition}", "${Region}", "${Account}")
+        else ".+"
+        if p.startswith("${") or p == "*"
         else re.escape(p)
         for p in parts
     )
@@ -171,7 +173,11 @@ def _context(
         context["aws:TagKeys"] = sorted(request_tags)
     if "aws:ResourceTag/${TagKey}" in keys:
         context |= {f"aws:ResourceTag/{k}": v for k, v in resource_tags.get(resource, {}).items()}
-    simple = {"s3:prefix": "Prefix", "s3:delimiter": "Delimiter", "cloudwatch:namespace": "Namespace"}
+    simple = {
+        "s3:prefix": "Prefix",
+        "s3:delimiter": "Delimiter",
+        "cloudwatch:namespace": "Namespace",
+    }
     for key, parameter in simple.items():
         if key in keys and params.get(parameter) is not None:
             context[key] = str(params[parameter])
@@ -196,9 +202,10 @@ def authorizations(
     for type_name, spec in entry["resource_types"].items():
         if not type_name:
             continue
-        definition = definitions.get(type_name) or definitions[
-            service(prefix)["resources_lower_name"][type_name.lower()]
-        ]
+        definition = (
+            definitions.get(type_name)
+            or definitions[service(prefix)["resources_lower_name"][type_name.lower()]]
+        )
         found = _resources(definition["arn"], params)
         if not found and spec["required"]:
             # Several required types can be alternatives (execution or express execution):
@@ -249,7 +256,10 @@ def _serverless_service_linked_role(
     # Serverless): creating the first replication config creates the role
     # AWSServiceRoleForDMSServerless, so the caller needs iam:CreateServiceLinkedRole
     # (IAM user guide, "Service-linked role permissions"), iam:AWSServiceName dms.amazonaws.com.
-    role = f"arn:{PARTITION}:iam::{ACCOUNT}:role/aws-service-role/dms.amazonaws.com/AWSServiceRoleForDMSServerless"
+    role = (
+        f"arn:{PARTITION}:iam::{ACCOUNT}:role/aws-service-role/dms.amazonaws.com/"
+        "AWSServiceRoleForDMSServerless"
+    )
     context = {"iam:AWSServiceName": "dms.amazonaws.com"}
     return authorizations("iam", "CreateServiceLinkedRole", {"RoleArn": role}, {}, call, context)
 
@@ -289,11 +299,15 @@ def _dependent(
     if action == "iam:PassRole":
         # IAM User Guide, "Grant a user permissions to pass a role to an AWS service":
         # every role ARN in the request is passed to the calling service.
-        roles = sorted({s for s in _strings(params) if re.fullmatch(r"arn:[^:]+:iam::\d+:role/.+", s)})
+        roles = sorted(
+            {s for s in _strings(params) if re.fullmatch(r"arn:[^:]+:iam::\d+:role/.+", s)}
+        )
         context = {"iam:PassedToService": f"{service_prefix}.amazonaws.com"}
         return [
             r
             for role in roles
-            for r in authorizations("iam", "PassRole", {"RoleArn": role}, resource_tags, call, context)
+            for r in authorizations(
+                "iam", "PassRole", {"RoleArn": role}, resource_tags, call, context
+            )
         ]
     raise UnmappedCall(f"{call}: dependent action {action} is not modelled")
