@@ -70,7 +70,6 @@ SCENARIOS = {
     "instance-load-fails": Scenario(
         arm=_fail_after_rows,
         status="FAILED",
-        item={"startvalue": "1"},
         must_call=(("RecordFailureFunction", "DeleteObjects"), (STATE_MACHINE, "Publish")),
     ),
     "instance-teardown-retried": Scenario(
@@ -88,6 +87,16 @@ SCENARIOS = {
             ("CreateResourcesFunction", "CreateReplicationConfig"),
             ("StartLoadFunction", "StartReplication"),
             ("TeardownFunction", "DeleteReplicationConfig"),
+        ),
+    ),
+    "serverless-load-fails": Scenario(
+        parameters=SERVERLESS,
+        arm=_fail_after_rows,
+        status="FAILED",
+        must_call=(
+            ("RecordFailureFunction", "DeleteObjects"),
+            ("TeardownFunction", "DeleteReplicationConfig"),
+            (STATE_MACHINE, "Publish"),
         ),
     ),
     "serverless-teardown-retried": Scenario(
@@ -223,34 +232,47 @@ def test_every_call_is_allowed_by_its_role(
     assert not problems, "calls the template's roles do not allow:\n" + "\n".join(problems)
 
 
+CLEANUP_CALLS = {
+    "instance": {"StopReplicationTask", "DeleteReplicationTask", "DeleteReplicationInstance"},
+    "serverless": {"StopReplication", "DeleteReplicationConfig"},
+}
+
+
+def _waiting_for_load(rt: LocalRuntime, arn: str) -> bool:
+    events = rt.execution_history(arn)
+    last = events[-1] if events else {}
+    return (
+        last.get("type") == "WaitStateEntered"
+        and last.get("stateEnteredEventDetails", {}).get("name") == "WaitForLoad"
+    )
+
+
+@pytest.mark.parametrize("mode", list(CLEANUP_CALLS))
 def test_cleanup_aborted_calls_are_allowed(
-    table: OrdersTable, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    mode: str, table: OrdersTable, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The cancel path: an aborted execution's failure path runs in CleanupAbortedFunction."""
+    """The cancel path: an aborted execution's failure path runs in CleanupAbortedFunction
+    (the runtime has no EventBridge bus: the test delivers the status-change event)."""
     import json
 
     from deltaload import workflow
 
     monkeypatch.setattr(workflow, "_sleep", lambda seconds: time.sleep(min(seconds, 0.5)))
+    # Long waits between load checks: the execution is stopped while it sits in WaitForLoad.
     slow_polls = {"POLL_INITIAL_SECONDS": "4", "POLL_MAX_SECONDS": "4"}
-    with open_runtime(tmp_path / "state", table.url, slow_polls) as rt:
+    parameters = {"ReplicationMode": mode}
+    with open_runtime(tmp_path / "state", table.url, slow_polls, parameters=parameters) as rt:
         recorder = CallRecorder(rt)
         rt.put_item(table.item(TARGET))
         rt.dms.faults.stall("*")
-        sfn, dms = rt.session.client("stepfunctions"), rt.session.client("dms")
+        sfn = rt.session.client("stepfunctions")
         run_id = f"{TARGET}-cancelled"
         payload = json.dumps({"table": TARGET, "runId": run_id})
         arn = sfn.start_execution(stateMachineArn=rt.state_machine_arn, name=run_id, input=payload)[
             "executionArn"
         ]
         deadline = time.monotonic() + 60
-        while not (
-            any(
-                t["Status"] == "running"
-                for t in dms.describe_replication_tasks()["ReplicationTasks"]
-            )
-            and rt.execution_history(arn)[-1]["type"] == "WaitStateEntered"
-        ):
+        while not _waiting_for_load(rt, arn):
             assert time.monotonic() < deadline, "the load never started"
             time.sleep(0.2)
         sfn.stop_execution(executionArn=arn, error="Cancelled", cause="stopped by the test")
@@ -272,6 +294,27 @@ def test_cleanup_aborted_calls_are_allowed(
         )
         assert rt.item(TARGET)["lastRunStatus"] == "FAILED"
         cleanup = {c.operation for c in recorder.calls if c.role == "CleanupAbortedFunction"}
-        assert {"StopReplicationTask", "DeleteReplicationTask"} <= cleanup, cleanup
-        problems, _ = denied(rt, recorder, {})
+        assert CLEANUP_CALLS[mode] <= cleanup, cleanup
+        problems, _ = denied(rt, recorder, parameters)
     assert not problems, "calls the template's roles do not allow:\n" + "\n".join(problems)
+
+
+def test_teardown_can_never_delete_the_shared_instance() -> None:
+    """Existing mode: the user's instance carries no deltaload tag, so neither teardown role
+    may stop or delete it, whatever the code asks."""
+    from deltaload.local.template import Template
+    from tests.iam.roles import ROOT
+
+    secret = "arn:aws:secretsmanager:us-east-1:123456789012:secret:s-AbCdEf"
+    template = Template.load(ROOT, {"SourceSecretArn": secret, "ReplicationMode": "existing"})
+    translated = roles(template)
+    shared = "arn:aws:dms:us-east-1:123456789012:rep:SHARED"
+    context = {"aws:ResourceTag/owner": "data-platform"}
+    for function in ("TeardownFunction", "CleanupAbortedFunction"):
+        statements = translated[role_of(function)]["statements"]
+        decision = evaluate(statements, "dms:DeleteReplicationInstance", shared, context)
+        assert not decision.allowed, (function, decision)
+        own = {
+            "aws:ResourceTag/deltaload:controller-table": template.physical_ids["ControllerTable"]
+        }
+        assert evaluate(statements, "dms:DeleteReplicationInstance", shared, own).allowed
