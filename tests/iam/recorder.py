@@ -1,12 +1,16 @@
 """Record every AWS call of the offline workflow with the role it is made with.
 
-Calls are seen through botocore's ``before-call`` event on the runtime's session, so
-a call that an injected fault answers (or the local DMS engine answers) is recorded
-all the same: on AWS it would have been authorized first. A call made while a
-function's handler runs on the calling thread belongs to that function's role; a
-call made by moto's Step Functions interpreter (its clients sign with the access key
-``ak``) belongs to the state machine's role. Everything else (the test itself, the
-EventBridge schedule, the local DMS engine) is not a role's call and is left out.
+Calls are recorded at botocore's ``before-parameter-build`` event on the runtime's
+session, which every call emits, so a call that an injected fault answers (at
+``before-call``) or the local DMS engine answers is recorded all the same: on AWS it
+would have been authorized first. A call made while a function's handler runs on the
+calling thread belongs to that function's role; a call made by moto's Step Functions
+interpreter (its clients sign with the access key ``ak``, seen at ``before-call``)
+belongs to the state machine's role. Calls an emulator makes while it answers another
+call (nested inside it on the same thread, e.g. the local DMS engine reading the
+secret) are the service's own, not the caller's, and are left out, as is everything
+that is no role's call (the test itself, the EventBridge schedule, the DMS engine's
+load threads).
 """
 
 from __future__ import annotations
@@ -22,14 +26,14 @@ STATE_MACHINE = "LoadStateMachine"
 _INTERPRETER_ACCESS_KEY = "ak"
 
 
-@dataclass(frozen=True)
+@dataclass
 class Call:
     """One AWS API call as the SDK made it."""
 
-    role: str  # the logical id of the function (or the state machine) that made it
+    role: str | None  # the function's (or the state machine's) logical id; None: no role's
     service: str  # boto3 service name, e.g. "stepfunctions"
     operation: str  # API operation, e.g. "DescribeExecution"
-    params: dict[str, Any] = field(hash=False)
+    params: dict[str, Any] = field(default_factory=dict)
 
 
 class CallRecorder:
@@ -38,61 +42,70 @@ class CallRecorder:
     def __init__(self, rt: LocalRuntime) -> None:
         self._rt = rt
         self._lock = threading.Lock()
-        self.calls: list[Call] = []
+        self._thread = threading.local()  # calls in flight on this thread, per running handler
+        self._calls: list[Call] = []
         self.resource_tags: dict[str, dict[str, str]] = {}
-        rt.session.events.register(
-            "before-parameter-build", self._keep_params, unique_id="iam-params"
-        )
-        # register_first: ahead of the fault injector, which answers before-call itself.
-        rt.session.events.register_first("before-call", self._before, unique_id="iam-recorder")
-        rt.session.events.register(
+        events = rt.session.events
+        events.register("before-parameter-build", self._record, unique_id="iam-record")
+        events.register_first("before-call", self._before_call, unique_id="iam-signer")
+        events.register("after-call", self._done, unique_id="iam-done")
+        events.register("after-call-error", self._done, unique_id="iam-done-error")
+        events.register(
             "after-call.database-migration-service", self._after_dms, unique_id="iam-dms-tags"
         )
 
-    def _role(self, request_signer: Any) -> str | None:
-        running = getattr(self._rt.running, "function", None)
-        if running is not None:
-            return str(running)
-        credentials = getattr(request_signer, "_credentials", None)
-        if getattr(credentials, "access_key", None) == _INTERPRETER_ACCESS_KEY:
-            return STATE_MACHINE
-        return None
-
-    @staticmethod
-    def _keep_params(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
-        # before-call sees the serialized request only: keep the API parameters for it.
-        context["iam_params"] = _plain(params)
-
-    def _before(
-        self, model: Any, context: dict[str, Any], request_signer: Any = None, **_: Any
-    ) -> None:
-        role = self._role(request_signer)
-        if role is None:
-            return None
-        params = dict(context.get("iam_params") or {})
-        call = Call(role, model.service_model.service_name, model.name, params)
+    @property
+    def calls(self) -> list[Call]:
+        """The calls made with one of the template's roles, in order."""
         with self._lock:
-            self.calls.append(call)
+            return [c for c in self._calls if c.role is not None]
+
+    def _in_flight(self) -> dict[Any, int]:
+        if not hasattr(self._thread, "depth"):
+            self._thread.depth = {}
+        return self._thread.depth
+
+    def _record(self, params: dict[str, Any], model: Any, context: dict[str, Any], **_: Any):
+        running = getattr(self._rt.running, "function", None)
+        if self._in_flight().get(running, 0):
+            return  # an emulator's own call while it answers another one
+        call = Call(running, model.service_model.service_name, model.name, _plain(params))
+        context["iam_call"] = call
+        with self._lock:
+            self._calls.append(call)
+
+    def _before_call(self, context: dict[str, Any], request_signer: Any = None, **_: Any):
+        call = context.get("iam_call")
+        if call is None:
+            return None
+        credentials = getattr(request_signer, "_credentials", None)
+        if call.role is None and getattr(credentials, "access_key", None) == (
+            _INTERPRETER_ACCESS_KEY
+        ):
+            call.role = STATE_MACHINE
+        running = getattr(self._rt.running, "function", None)
+        context["iam_in_flight"] = running
+        depth = self._in_flight()
+        depth[running] = depth.get(running, 0) + 1
         return None
+
+    def _done(self, context: dict[str, Any], **_: Any) -> None:
+        if "iam_in_flight" in context:
+            depth = self._in_flight()
+            depth[context["iam_in_flight"]] -= 1
 
     def _after_dms(self, model: Any, parsed: dict[str, Any], **kwargs: Any) -> None:
         """Remember the tags each DMS Create* call gave the resource it created."""
         if not model.name.startswith("Create") or "Error" in parsed:
             return
-        request = kwargs.get("context", {}).get("iam_params") or {}
+        call = kwargs.get("context", {}).get("iam_call")
+        request = call.params if call is not None else {}
         tags = {t["Key"]: t["Value"] for t in request.get("Tags", [])}
         for wrapper, value in parsed.items():  # {"ReplicationTask": {"ReplicationTaskArn": ...}}
             arn = value.get(f"{wrapper}Arn") if isinstance(value, dict) else None
             if isinstance(arn, str):
                 with self._lock:
                     self.resource_tags.setdefault(arn, tags)
-
-    def by_role(self) -> dict[str, list[Call]]:
-        """The recorded calls grouped by role."""
-        grouped: dict[str, list[Call]] = {}
-        for call in self.calls:
-            grouped.setdefault(call.role, []).append(call)
-        return grouped
 
 
 def _plain(node: Any) -> Any:

@@ -52,6 +52,7 @@ class Scenario:
     arm: Callable[[LocalRuntime], Any] | None = None
     status: str = "SUCCEEDED"
     must_call: tuple[tuple[str, str], ...] = ()  # (role, operation) the path must exercise
+    retried: tuple[str, str] | None = None  # (role, operation) refused once, then made again
     existing_instance: bool = False
 
 
@@ -74,7 +75,7 @@ SCENARIOS = {
     ),
     "instance-teardown-retried": Scenario(
         arm=_throttle_once("dms", "DeleteReplicationInstance"),
-        must_call=(("TeardownFunction", "DeleteReplicationInstance"),),
+        retried=("TeardownFunction", "DeleteReplicationInstance"),
     ),
     "existing-success": Scenario(
         parameters={"ReplicationMode": "existing"},
@@ -102,7 +103,7 @@ SCENARIOS = {
     "serverless-teardown-retried": Scenario(
         parameters=SERVERLESS,
         arm=_throttle_once("dms", "DeleteReplicationConfig"),
-        must_call=(("TeardownFunction", "DeleteReplicationConfig"),),
+        retried=("TeardownFunction", "DeleteReplicationConfig"),
     ),
     # An item may ask for DMS Serverless on a stack whose default mode is instance.
     "serverless-item-on-instance-stack": Scenario(
@@ -227,6 +228,11 @@ def test_every_call_is_allowed_by_its_role(
         made = {(c.role, c.operation) for c in recorder.calls}
         missing = [c for c in scenario.must_call if c not in made]
         assert not missing, f"{name} did not exercise {missing}"
+        if scenario.retried:
+            # The refused attempt is recorded too: IAM authorizes a call before the
+            # service refuses it.
+            made_twice = [c for c in recorder.calls if (c.role, c.operation) == scenario.retried]
+            assert len(made_twice) >= 2, (scenario.retried, made_twice)
         problems, checked = denied(rt, recorder, parameters)
     assert checked, "no request was evaluated"
     assert not problems, "calls the template's roles do not allow:\n" + "\n".join(problems)
