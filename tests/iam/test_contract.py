@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,7 @@ from typing import Any
 import pytest
 
 from deltaload.local.runtime import LocalRuntime
+from deltaload.local.template import ACCOUNT, REGION
 from tests.guarantees.conftest import old, open_runtime, sqlite_orders
 from tests.iam.evaluator import evaluate
 from tests.iam.recorder import STATE_MACHINE, CallRecorder
@@ -29,6 +31,7 @@ from tests.iam.sar import Request, requests_for
 from tests.integration.conftest import OrdersTable, Ticks
 
 TARGET = "orders_iam"
+KEYS = uuid.NAMESPACE_DNS
 ROWS = 30
 
 
@@ -146,9 +149,9 @@ def denied(
 ) -> tuple[list[str], list[Request]]:
     """Every recorded request its role does not allow, and all requests checked."""
     translated = roles(rt.template, parameters)
+    # The local runtime creates no KMS key; give each one an ARN in the real key/<id> format.
     kms_arns = {
-        logical_id: f"arn:aws:kms:{rt.template.arns[logical_id].split(':')[3]}:"
-        f"{rt.template.arns[logical_id].split(':')[4]}:key/{logical_id.lower()}"
+        logical_id: f"arn:aws:kms:{REGION}:{ACCOUNT}:key/{uuid.uuid5(KEYS, logical_id)}"
         for logical_id in rt.template.of_type("AWS::KMS::Key")
     }
     tags = _template_tags(rt) | recorder.resource_tags
@@ -235,6 +238,8 @@ def test_every_call_is_allowed_by_its_role(
             assert len(made_twice) >= 2, (scenario.retried, made_twice)
         problems, checked = denied(rt, recorder, parameters)
     assert checked, "no request was evaluated"
+    if any(c.operation == "Publish" for c in recorder.calls):  # the topic is KMS-encrypted
+        assert any(r.action == "kms:GenerateDataKey" for r in checked), "KMS not checked"
     assert not problems, "calls the template's roles do not allow:\n" + "\n".join(problems)
 
 
