@@ -62,14 +62,16 @@ class Scenario:
 SERVERLESS = {"ReplicationMode": "serverless"}
 SCENARIOS = {
     "instance-success": Scenario(
+        parameters={"MaxConcurrentRuns": "5"},  # the starter then counts running executions
         must_call=(
+            ("StarterFunction", "ListExecutions"),
             ("StarterFunction", "StartExecution"),
             ("CreateResourcesFunction", "CreateReplicationInstance"),
             ("VerifyPublishFunction", "CopyObject"),
             ("RecordSuccessFunction", "UpdateItem"),
             ("TeardownFunction", "DeleteReplicationInstance"),
             (STATE_MACHINE, "Invoke"),
-        )
+        ),
     ),
     "instance-load-fails": Scenario(
         arm=_fail_after_rows,
@@ -88,6 +90,7 @@ SCENARIOS = {
     "serverless-success": Scenario(
         parameters=SERVERLESS,
         must_call=(
+            ("CheckLoadFunction", "DescribeReplicationTableStatistics"),
             ("CreateResourcesFunction", "CreateReplicationConfig"),
             ("StartLoadFunction", "StartReplication"),
             ("TeardownFunction", "DeleteReplicationConfig"),
