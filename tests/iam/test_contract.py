@@ -332,3 +332,22 @@ def test_teardown_can_never_delete_the_shared_instance() -> None:
             "aws:ResourceTag/deltaload:controller-table": template.physical_ids["ControllerTable"]
         }
         assert evaluate(statements, "dms:DeleteReplicationInstance", shared, own).allowed
+
+
+def test_a_missing_statement_is_caught() -> None:
+    """The pipeline can fail: without DescribeLoadExecutions the starter's lookup is denied."""
+    from deltaload.local.template import Template
+    from tests.iam.recorder import Call
+    from tests.iam.roles import ROOT
+
+    secret = "arn:aws:secretsmanager:us-east-1:123456789012:secret:s-AbCdEf"
+    template = Template.load(ROOT, {"SourceSecretArn": secret})
+    statements = roles(template)[role_of("StarterFunction")]["statements"]
+    execution = template.arns["LoadStateMachine"].replace(":stateMachine:", ":execution:") + ":r1"
+    call = Call(
+        "StarterFunction", "stepfunctions", "DescribeExecution", {"executionArn": execution}
+    )
+    [request] = requests_for(call, {})
+    assert evaluate(statements, request.action, request.resource, request.context).allowed
+    without = [s for s in statements if s.get("Sid") != "DescribeLoadExecutions"]
+    assert not evaluate(without, request.action, request.resource, request.context).allowed
