@@ -238,7 +238,7 @@ def parse_item(raw: Mapping[str, Any]) -> ControllerItem:
         if name != "watermark" and name in raw
     }
 
-    if not problems:
+    if not problems and not unreadable:
         item = ControllerItem(**values)
         problems += _size(item)
         if not problems:
@@ -259,6 +259,12 @@ class UnreadableNumber:
 
     def __repr__(self) -> str:
         return f"UnreadableNumber({self.text!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, UnreadableNumber) and repr(other.text) == repr(self.text)
+
+    def __hash__(self) -> int:
+        return hash(repr(self.text))
 
     def __str__(self) -> str:
         return str(self.text)
