@@ -17,7 +17,7 @@ from decimal import Context, Decimal, InvalidOperation
 from enum import StrEnum
 from typing import Any
 
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from boto3.dynamodb.types import Binary, TypeDeserializer, TypeSerializer
 from pydantic import BaseModel, ConfigDict, Field
 
 from deltaload import tasksettings
@@ -376,8 +376,19 @@ def _text(value: Any) -> str | None:
 
 
 def _describe(value: Any) -> str:
-    text = json.dumps(_plain(value), default=str)
+    text = json.dumps(_plain(value), default=describe_value)
     return text if len(text) <= 80 else text[:77] + "..."
+
+
+def describe_value(value: Any) -> str:
+    """JSON's fallback for values it cannot write: binary values, sets, unreadable numbers."""
+    if isinstance(value, Binary):
+        value = value.value
+    if isinstance(value, bytes | bytearray):
+        return f"<{len(value)} bytes>"
+    if isinstance(value, set | frozenset):
+        return "[" + ", ".join(sorted(describe_value(v) for v in value)) + "]"
+    return str(value)
 
 
 def _unknown_attributes(raw: Mapping[str, Any]) -> list[Problem]:
@@ -391,7 +402,7 @@ def _unknown_attributes(raw: Mapping[str, Any]) -> list[Problem]:
             if close
             else f"allowed attributes are {', '.join(KNOWN_ATTRIBUTES)}"
         )
-        problems.append(Problem(str(name), "an unknown attribute", allowed))
+        problems.append(Problem(_attribute_name(name), "an unknown attribute", allowed))
     if "ouputs3Prefix" in raw and PREFIX_ALIAS in raw and raw["ouputs3Prefix"] != raw[PREFIX_ALIAS]:
         problems.append(
             Problem(
@@ -417,6 +428,12 @@ def active_flag(value: Any) -> bool | None:
     if isinstance(value, str):
         return ACTIVE_FLAGS.get(value.strip().lower())
     return None
+
+
+def _attribute_name(name: Any) -> str:
+    """An attribute name as shown in a problem: quoted when blank or holding odd characters."""
+    text = str(name)
+    return text if text and text.isprintable() and text.strip() == text else json.dumps(text)
 
 
 def _active_flag(value: Any, problems: list[Problem]) -> bool:
@@ -575,7 +592,7 @@ def _json_type(value: Any) -> str:
         return "boolean"
     if isinstance(value, list | tuple | set | frozenset):
         return "list"
-    if isinstance(value, bytes | bytearray):
+    if isinstance(value, bytes | bytearray | Binary):
         return "binary value"
     return type(value).__name__
 
@@ -655,6 +672,8 @@ def _value_size(value: Any) -> int:
         return 1
     if isinstance(value, str):
         return len(value.encode("utf-8"))
+    if isinstance(value, Binary):
+        return len(value.value)
     if isinstance(value, bytes | bytearray):
         return len(value)
     if isinstance(value, int | float | Decimal):
@@ -756,7 +775,10 @@ def _ordered(
 
 
 def _plain(value: Any) -> Any:
-    """DynamoDB numbers come back as Decimal: make them int or float for JSON."""
+    """DynamoDB numbers come back as Decimal: make them int or float for JSON; binary values
+    as bytes (boto3's Binary has a __str__ that returns bytes)."""
+    if isinstance(value, Binary):
+        return value.value
     if isinstance(value, Decimal):
         return int(value) if value == value.to_integral_value() else float(value)
     if isinstance(value, Mapping):

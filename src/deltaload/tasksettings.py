@@ -154,5 +154,5 @@ def check(settings: Mapping[str, Any]) -> list[tuple[str, str, str]]:
 
 
 def _show(value: Any) -> str:
-    text = json.dumps(value, default=str)
+    text = json.dumps(value, default=lambda v: f"<{type(v).__name__}>")
     return text if len(text) <= 60 else text[:57] + "..."

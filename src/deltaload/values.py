@@ -114,7 +114,8 @@ def parse_timestamp(text: str) -> datetime:
 def format_timestamp(value: datetime) -> str:
     """Canonical UTC text of a timestamp: YYYY-MM-DD HH:MM:SS[.ffffff]."""
     utc = value.astimezone(UTC) if value.tzinfo else value
-    text = utc.strftime("%Y-%m-%d %H:%M:%S")
+    # Not strftime("%Y"): it does not pad years before 1000 to four digits on every platform.
+    text = utc.replace(microsecond=0, tzinfo=None).isoformat(sep=" ")
     return f"{text}.{utc.microsecond:06d}" if utc.microsecond else text
 
 
