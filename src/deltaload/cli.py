@@ -307,13 +307,14 @@ def _watermark_mismatch(
     if old_column != item.get("filtercolumn"):
         return f"was recorded on filter column {old_column!r}, not {item.get('filtercolumn')!r}"
     try:
-        old_item = parse_item({k: v for k, v in existing.items()})
+        old_item = parse_item(existing)
     except InvalidItemError:
         old_item = None
     new_kind = item.get("filtercolumntype")
     if old_item is not None and old_item.filter_column_type.value != new_kind:
         return (
-            f"was recorded for a {old_item.filter_column_type.value} column, not a {new_kind} one"
+            f"was recorded for {old_item.filter_column_type.value} values of {old_column!r}, "
+            f"not {new_kind} ones"
         )
     try:
         parse_item(merged)
