@@ -126,8 +126,11 @@ def fail(message: str) -> typer.Exit:
     return typer.Exit(1)
 
 
-def read_item_files(files: list[Path]) -> tuple[list[dict[str, Any]], list[str]]:
-    """Every item in the files, plus one message per invalid item or unreadable file."""
+def read_item_files(
+    files: list[Path], unique: bool = False
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """Every item in the files, plus one message per invalid item or unreadable file (and,
+    with ``unique``, per table given more than once)."""
     valid: list[dict[str, Any]] = []
     problems: list[str] = []
     where: dict[str, Path] = {}
@@ -144,7 +147,7 @@ def read_item_files(files: list[Path]) -> tuple[list[dict[str, Any]], list[str]]
                 problems.append(f"{file}: {error}")
                 continue
             table = item["targetTableName"]
-            if table in where:
+            if unique and table in where:
                 problems.append(
                     f"{file}: the item for table {table!r} is given twice "
                     f"(also in {where[table]}); give each table once"
@@ -189,7 +192,7 @@ def onboard(
     An item that already exists keeps its watermark and run state unless --reset is given;
     nothing is written when any item is invalid, or while a table's run holds its lock.
     """
-    valid, problems = read_item_files(files)
+    valid, problems = read_item_files(files, unique=True)
     if problems:
         for problem in problems:
             errors.print(f"[red]invalid[/red] {escape(problem)}", highlight=False)
