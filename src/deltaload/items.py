@@ -181,6 +181,18 @@ class ControllerItem(BaseModel):
 
 def parse_item(raw: Mapping[str, Any]) -> ControllerItem:
     """Validate a plain-JSON controller item; raise InvalidItemError listing every problem."""
+    try:
+        return _parse_item(raw)
+    except RecursionError:
+        # DynamoDB nests at most 32 levels; a value nested this deep is no controller item.
+        table = raw.get("targetTableName") if isinstance(raw, Mapping) else None
+        raise InvalidItemError(
+            table if isinstance(table, str) else "<unreadable targetTableName>",
+            [Problem("<item>", "values nested too deeply to read", "expected flat attributes")],
+        ) from None
+
+
+def _parse_item(raw: Mapping[str, Any]) -> ControllerItem:
     if not isinstance(raw, Mapping):
         raise InvalidItemError(
             "<unknown>",

@@ -670,3 +670,14 @@ def test_fuzz_dynamodb_items_never_crash_reading_or_validation(published_item, c
     plain = from_dynamodb(dynamo)  # never raises
     with contextlib.suppress(InvalidItemError):
         parse_item(plain)
+
+
+@pytest.mark.parametrize(
+    "attribute", ["startvalue", "targetTableName", "replication_task_settings"]
+)
+def test_values_nested_too_deeply_are_an_invalid_item(published_item, attribute):
+    deep: Any = []
+    for _ in range(5000):
+        deep = [deep]
+    with pytest.raises(InvalidItemError, match="nested too deeply"):
+        parse_item({**published_item, attribute: deep})
