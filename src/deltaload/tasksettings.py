@@ -93,6 +93,62 @@ PINNED: tuple[Pinned, ...] = (
     Pinned("ErrorBehavior", "DataTruncationErrorPolicy", "STOP_TASK", _STOP),
     Pinned("ErrorBehavior", "TableErrorPolicy", "STOP_TASK", _STOP),
 )
+# The JSON type of the settings of the sections deltaload fills, as the reference pages and the
+# saved-settings example show them ("Saving task settings"; "Full-load task settings";
+# "Logging task settings"; "Error handling task settings"). A setting not listed here is
+# passed to DMS unchecked; the LOB settings are left to the LOB checks.
+SETTING_TYPES: dict[str, dict[str, type]] = {
+    "TargetMetadata": {
+        "TargetSchema": str,
+        "LoadMaxFileSize": int,
+        "ParallelLoadThreads": int,
+        "ParallelLoadBufferSize": int,
+        "ParallelLoadQueuesPerThread": int,
+        "ParallelApplyThreads": int,
+        "ParallelApplyBufferSize": int,
+        "ParallelApplyQueuesPerThread": int,
+        "BatchApplyEnabled": bool,
+        "TaskRecoveryTableEnabled": bool,
+    },
+    "FullLoadSettings": {
+        "TargetTablePrepMode": str,
+        "CreatePkAfterFullLoad": bool,
+        "StopTaskCachedChangesApplied": bool,
+        "StopTaskCachedChangesNotApplied": bool,
+        "MaxFullLoadSubTasks": int,
+        "TransactionConsistencyTimeout": int,
+        "CommitRate": int,
+    },
+    "Logging": {"EnableLogging": bool, "LogComponents": list},
+    "ErrorBehavior": {
+        "DataErrorPolicy": str,
+        "DataTruncationErrorPolicy": str,
+        "DataErrorEscalationPolicy": str,
+        "DataErrorEscalationCount": int,
+        "EventErrorPolicy": str,
+        "TableErrorPolicy": str,
+        "TableErrorEscalationPolicy": str,
+        "TableErrorEscalationCount": int,
+        "RecoverableErrorCount": int,
+        "RecoverableErrorInterval": int,
+        "RecoverableErrorThrottling": bool,
+        "RecoverableErrorThrottlingMax": int,
+        "ApplyErrorDeletePolicy": str,
+        "ApplyErrorInsertPolicy": str,
+        "ApplyErrorUpdatePolicy": str,
+        "ApplyErrorEscalationPolicy": str,
+        "ApplyErrorEscalationCount": int,
+        "FullLoadIgnoreConflicts": bool,
+        "FailOnNoTablesCaptured": bool,
+    },
+}
+# Settings whose values the "Error handling task settings" page lists.
+SETTING_VALUES: dict[tuple[str, str], tuple[str, ...]] = {
+    ("ErrorBehavior", "DataErrorEscalationPolicy"): ("SUSPEND_TABLE", "STOP_TASK"),
+    ("ErrorBehavior", "EventErrorPolicy"): ("IGNORE", "STOP_TASK"),
+}
+_JSON_TYPE = {str: "string", int: "whole number", bool: "boolean", list: "list"}
+
 # DMS refuses these on create ("Saving task settings": "Task Settings CloudWatchLogGroup or
 # CloudWatchLogStream cannot be set on create"), so the run would fail after creating resources.
 NOT_ON_CREATE = (("Logging", "CloudWatchLogGroup"), ("Logging", "CloudWatchLogStream"))
@@ -127,9 +183,11 @@ def check(settings: Mapping[str, Any]) -> list[tuple[str, str, str]]:
             if name in DEFAULTED_SECTIONS:
                 allowed += "; leave the section out to keep deltaload's defaults"
             problems.append((name, _show(value), allowed))
+    problems += _setting_shapes(settings)
+    reported = {setting for setting, _, _ in problems}
     for pin in PINNED:
         section = settings.get(pin.section)
-        if not isinstance(section, Mapping) or pin.name not in section:
+        if not isinstance(section, Mapping) or pin.name not in section or pin.path in reported:
             continue
         value = section[pin.name]
         if type(value) is not type(pin.value) or value != pin.value:
@@ -150,6 +208,40 @@ def check(settings: Mapping[str, Any]) -> list[tuple[str, str, str]]:
                     "DMS refuses this setting when a task is created; remove it",
                 )
             )
+    return problems
+
+
+def _setting_shapes(settings: Mapping[str, Any]) -> list[tuple[str, str, str]]:
+    """Settings of a known type given another one, or a value the reference does not list."""
+    problems = []
+    for section_name, types in SETTING_TYPES.items():
+        section = settings.get(section_name)
+        if not isinstance(section, Mapping):
+            continue
+        for name, wanted in types.items():
+            if name not in section:
+                continue
+            value = section[name]
+            # bool is an int in Python; JSON tells them apart, and so does DMS.
+            wrong = isinstance(value, bool) != (wanted is bool) or not isinstance(value, wanted)
+            if wrong:
+                problems.append(
+                    (
+                        f"{section_name}.{name}",
+                        _show(value),
+                        f"expected a JSON {_JSON_TYPE[wanted]} ({_GUIDE}{SECTIONS[section_name]})",
+                    )
+                )
+                continue
+            allowed = SETTING_VALUES.get((section_name, name))
+            if allowed and value not in allowed:
+                problems.append(
+                    (
+                        f"{section_name}.{name}",
+                        _show(value),
+                        f"expected one of {', '.join(allowed)}",
+                    )
+                )
     return problems
 
 

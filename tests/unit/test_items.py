@@ -534,7 +534,37 @@ def _settings_problems(published_item, settings: Any) -> dict[str, str]:
         (
             {"ErrorBehavior": {"FailOnNoTablesCaptured": "true"}},
             "ErrorBehavior.FailOnNoTablesCaptured",
+            "expected a JSON boolean",
+        ),
+        (
+            {"ErrorBehavior": {"FailOnNoTablesCaptured": False}},
+            "ErrorBehavior.FailOnNoTablesCaptured",
             "requires true",
+        ),
+        (
+            {"FullLoadSettings": {"MaxFullLoadSubTasks": "8"}},
+            "FullLoadSettings.MaxFullLoadSubTasks",
+            "expected a JSON whole number",
+        ),
+        (
+            {"FullLoadSettings": {"CommitRate": True}},
+            "FullLoadSettings.CommitRate",
+            "expected a JSON whole number",
+        ),
+        (
+            {"Logging": {"EnableLogging": 1}},
+            "Logging.EnableLogging",
+            "expected a JSON boolean",
+        ),
+        (
+            {"Logging": {"LogComponents": {"Id": "SOURCE_UNLOAD"}}},
+            "Logging.LogComponents",
+            "expected a JSON list",
+        ),
+        (
+            {"ErrorBehavior": {"EventErrorPolicy": "LOG_ERROR"}},
+            "ErrorBehavior.EventErrorPolicy",
+            "expected one of IGNORE, STOP_TASK",
         ),
         (
             {"ErrorBehavior": {"DataErrorPolicy": "IGNORE_RECORD"}},
