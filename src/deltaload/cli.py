@@ -331,8 +331,12 @@ def _conditional_put(
 ) -> dict[str, Any]:
     """A TransactWriteItems Put that only succeeds if no run took the lock or moved the
     watermark since the item was read."""
-    condition = "(attribute_not_exists(lockOwner) OR lockExpiresAt < :now)"
-    values: dict[str, Any] = {":now": {"N": str(now)}}
+    # A lock whose expiry is not a number counts as expired, as _merge_state read it.
+    condition = (
+        "(attribute_not_exists(lockOwner) OR NOT attribute_type(lockExpiresAt, :number)"
+        " OR lockExpiresAt < :now)"
+    )
+    values: dict[str, Any] = {":now": {"N": str(now)}, ":number": {"S": "N"}}
     if "watermark" in existing:
         condition += " AND watermark = :seen"
         values[":seen"] = to_dynamodb({"w": existing["watermark"]})["w"]
