@@ -330,7 +330,7 @@ def test_function_uses_layer_runtime_and_its_folder(
 ) -> None:
     props = template["Resources"][lid]["Properties"]
     assert props["CodeUri"].rstrip("/") == f"functions/{folder}"
-    assert effective_function_property(template, lid, "Runtime") == "python3.11"
+    assert effective_function_property(template, lid, "Runtime") == "python3.13"
     assert effective_function_property(template, lid, "Handler") == "app.handler"
     assert {"Ref": "DeltaloadLayer"} in effective_function_property(template, lid, "Layers")
     assert effective_function_property(template, lid, "Tracing") == "Active"
@@ -345,11 +345,11 @@ def test_function_handler_file_exists(folder: str) -> None:
     assert re.search(r"^def handler\(", app.read_text(), re.MULTILINE), f"{app} has no handler()"
 
 
-def test_layer_builds_src_with_python311(resources: Mapping[str, Any]) -> None:
+def test_layer_builds_src_with_python313(resources: Mapping[str, Any]) -> None:
     layer = resources["DeltaloadLayer"]
     assert layer["Properties"]["ContentUri"].rstrip("/") == "src"
-    assert layer["Properties"]["CompatibleRuntimes"] == ["python3.11"]
-    assert layer["Metadata"]["BuildMethod"] == "python3.11"
+    assert layer["Properties"]["CompatibleRuntimes"] == ["python3.13"]
+    assert layer["Metadata"]["BuildMethod"] == "python3.13"
     assert (ROOT / "src" / "requirements.txt").is_file()
 
 
