@@ -620,7 +620,13 @@ def _unreadable(raw: Mapping[str, Any]) -> dict[str, Problem]:
     found: dict[str, Problem] = {}
     for name, value in raw.items():
         bad = _first_unreadable(value)
-        if isinstance(bad, UnreadableNumber):
+        if isinstance(bad, UnreadableNumber) and not isinstance(bad.text, str | None):
+            found[str(name)] = Problem(
+                str(name),
+                f"the DynamoDB value {_describe(bad.text)} ({bad.reason})",
+                'expected a DynamoDB attribute value such as {"S": "text"} or {"N": "5"}',
+            )
+        elif isinstance(bad, UnreadableNumber):
             found[str(name)] = Problem(
                 str(name),
                 f"the DynamoDB number {json.dumps(str(bad.text))} ({bad.reason})",
