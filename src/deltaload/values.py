@@ -142,7 +142,10 @@ def sort_key(kind: ColumnKind, text: str) -> int | date | datetime | str:
 
 
 def successor(kind: ColumnKind, text: str) -> str:
-    """The smallest value after ``text``: +1, +1 day or +1 microsecond. Strings have none."""
+    """The smallest value after ``text``: +1, +1 day or +1 microsecond. Strings have none,
+    nor has the largest value of a kind (ValueError saying so)."""
+    if kind in KIND_MAX and sort_key(kind, text) == sort_key(kind, KIND_MAX[kind]):
+        raise ValueError(f"{text} is the largest {kind.value} value: no value follows it")
     if kind is ColumnKind.INTEGER:
         return str(parse_integer(text) + 1)
     if kind is ColumnKind.DATE:

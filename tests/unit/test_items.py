@@ -711,3 +711,11 @@ def test_values_nested_too_deeply_are_an_invalid_item(published_item, attribute)
         deep = [deep]
     with pytest.raises(InvalidItemError, match="nested too deeply"):
         parse_item({**published_item, attribute: deep})
+
+
+@pytest.mark.parametrize("kind", [ColumnKind.INTEGER, ColumnKind.DATE, ColumnKind.TIMESTAMP])
+def test_the_largest_value_of_a_kind_has_no_successor(kind):
+    with pytest.raises(ValueError, match="is the largest"):
+        values.successor(kind, values.KIND_MAX[kind])
+    below = values.predecessor(kind, values.KIND_MAX[kind])
+    assert values.successor(kind, below) == values.KIND_MAX[kind]
