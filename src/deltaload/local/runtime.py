@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import threading
 import time
 import traceback
@@ -49,6 +50,27 @@ class LocalRuntimeError(DeltaloadError):
     """The offline runtime could not start or could not finish a command."""
 
 
+def _check_server_url(url: str) -> None:
+    """Refuse a database URL SQLAlchemy cannot read (a port that is not a number, say)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    # Never echo a password: user:secret@host becomes user:***@host.
+    shown = re.sub(r"(//[^/@:]*:)[^/@]*@", r"\1***@", url)
+    try:
+        port = make_url(url).port
+    except (ArgumentError, ValueError) as error:
+        raise LocalRuntimeError(
+            f"cannot read the source URL {shown!r}: {error}; write it as "
+            "postgresql://user@host:port/db or mysql+pymysql://user@host:port/db, "
+            "with the port a number from 1 to 65535"
+        ) from None
+    if port is not None and not 1 <= port <= 65535:
+        raise LocalRuntimeError(
+            f"the source URL {shown!r} has port {port}; a port is a number from 1 to 65535"
+        )
+
+
 @dataclass(frozen=True)
 class Source:
     """The database the local runtime loads from."""
@@ -73,6 +95,8 @@ class Source:
                 f"unsupported source URL scheme {scheme!r}: use sqlite:///path, "
                 "postgresql://user@host:port/db or mysql+pymysql://user@host:port/db"
             )
+        if engine != "sqlite":
+            _check_server_url(url)
         return cls(engine=engine, url=url, schema=schema)
 
     @property
