@@ -15,17 +15,9 @@ Facts relied on, from the AWS DMS User Guide:
   ``FullLoadSettings``, ``Logging``, ``ErrorBehavior``...); ``FailOnNoTablesCaptured``
   makes a task fail instead of succeeding with nothing when the selection matches
   no table. https://docs.aws.amazon.com/dms/latest/userguide/CHAP_Tasks.CustomizingTasks.TaskSettings.html
-* LOBs: an S3 target supports neither full LOB mode ("Full LOB mode is not supported",
-  Limitations to using Amazon S3 as a target,
-  https://docs.aws.amazon.com/dms/latest/userguide/CHAP_Target.S3.html) nor inline LOB
-  mode ("DMS doesn't support inline LOB mode for endpoints that don't support Full LOB
-  mode, like S3 and Redshift", Setting LOB support for source databases in an AWS DMS
-  task, https://docs.aws.amazon.com/dms/latest/userguide/CHAP_Tasks.LOBSupport.html).
-  Limited LOB mode is left, and it truncates "LOBs that exceed the maximum LOB size ...
-  and a warning is issued to the log file", nothing more. So the default limit is high
-  and every run measures its files for values that reach it (publish.lob_warnings), and
-  says so on the run. Which source types are LOBs, and how their size is counted, is in
-  docs/engine.md ("Data types").
+* LOBs: an S3 target runs only limited LOB mode, which truncates larger LOBs and only
+  logs it (deltaload.lobs has the pages); the defaults and the checks live there, and
+  every run measures its files for values that reach the limit (publish.lob_warnings).
 """
 
 from __future__ import annotations
@@ -33,30 +25,16 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from deltaload import lobs
 from deltaload.errors import InvalidItemError, Problem
 from deltaload.items import ControllerItem
 from deltaload.window import WindowPlan
-
-# 4 MB: DMS's own default of 32 KB cuts ordinary text; AWS advises limited LOB mode "when
-# the largest LOB size is a few megabytes or less" (knowledge center, "improve the speed
-# of an AWS DMS task that has LOB data",
-# https://aws.amazon.com/premiumsupport/knowledge-center/dms-improve-speed-lob-data/).
-# DMS reserves LobMaxSize x CommitRate x LOB columns of memory in a full load
-# (CHAP_Tasks.LOBSupport.html): items with many LOB columns or very large LOBs tune
-# LobMaxSize and FullLoadSettings.CommitRate themselves.
-DEFAULT_LOB_MAX_KB = 4096
-LOB_MAX_KB_LIMIT = 102400  # "The maximum recommended value for LobMaxSize" (TargetMetadata)
-_LOB_PAGE = "https://docs.aws.amazon.com/dms/latest/userguide/CHAP_Tasks.LOBSupport.html"
 
 # Defaults for a full-load-only task that writes into an empty per-run staging
 # folder. Errors stop the task: a run that loses rows must fail, never publish.
 DEFAULT_TASK_SETTINGS: dict[str, Any] = {
     "TargetMetadata": {
-        "SupportLobs": True,
-        "FullLobMode": False,
-        "LimitedSizeLobMode": True,
-        "LobMaxSize": DEFAULT_LOB_MAX_KB,
-        "InlineLobMaxSize": 0,
+        **lobs.DEFAULT_LOB_SETTINGS,
     },
     "FullLoadSettings": {
         "TargetTablePrepMode": "DO_NOTHING",
@@ -107,71 +85,15 @@ def task_settings(item: ControllerItem) -> dict[str, Any]:
     Raises InvalidItemError when the item asks for a LOB mode an S3 target does not support.
     """
     merged = deep_merge(DEFAULT_TASK_SETTINGS, item.replication_task_settings)
-    problems = lob_problems(merged)
+    problems = lobs.problems(merged.get("TargetMetadata"))
     if problems:
-        raise InvalidItemError(item.target_table_name, problems)
+        name = "replication_task_settings"
+        found = [Problem(f"{name}: {setting}", text, rule) for setting, text, rule in problems]
+        raise InvalidItemError(item.target_table_name, found)
     return merged
 
 
-def lob_limit_kb(settings: dict[str, Any]) -> int | None:
-    """LobMaxSize when the task runs in limited LOB mode (the S3 target's only LOB mode)."""
-    meta = settings.get("TargetMetadata") or {}
-    if meta.get("SupportLobs") is False or meta.get("LimitedSizeLobMode") is not True:
-        return None
-    return int(meta["LobMaxSize"])
-
-
-def lob_problems(settings: dict[str, Any]) -> list[Problem]:
-    """What is wrong with the LOB settings of merged task settings, for an S3 target."""
-    meta = settings.get("TargetMetadata")
-    if not isinstance(meta, dict):
-        return []
-    attribute = "replication_task_settings"
-    found = {k: meta.get(k) for k in ("SupportLobs", "FullLobMode", "LimitedSizeLobMode")}
-    problems = []
-    if not isinstance(meta.get("SupportLobs"), bool):
-        problems.append(
-            Problem(
-                f"{attribute} TargetMetadata.SupportLobs",
-                repr(meta.get("SupportLobs")),
-                "expected true (migrate LOB columns) or false (leave them out)",
-            )
-        )
-    elif meta["SupportLobs"] and (
-        meta.get("FullLobMode") is True or (meta.get("InlineLobMaxSize") or 0) != 0
-    ):
-        problems.append(
-            Problem(
-                f"{attribute} TargetMetadata",
-                f"FullLobMode={meta.get('FullLobMode')}, "
-                f"InlineLobMaxSize={meta.get('InlineLobMaxSize')}",
-                "an S3 target supports neither full nor inline LOB mode (DMS user guide, "
-                "Limitations to using Amazon S3 as a target, and " + _LOB_PAGE + "); use "
-                "limited LOB mode with a LobMaxSize above your largest LOB",
-            )
-        )
-    elif meta["SupportLobs"] and meta.get("LimitedSizeLobMode") is not True:
-        problems.append(
-            Problem(
-                f"{attribute} TargetMetadata",
-                ", ".join(f"{k}={v}" for k, v in found.items()),
-                "with SupportLobs true DMS needs LimitedSizeLobMode true (the only LOB mode "
-                "of an S3 target), or SupportLobs false to leave LOB columns out",
-            )
-        )
-    size = meta.get("LobMaxSize")
-    if meta.get("SupportLobs") is not False and (
-        not isinstance(size, int) or isinstance(size, bool) or not 1 <= size <= LOB_MAX_KB_LIMIT
-    ):
-        problems.append(
-            Problem(
-                f"{attribute} TargetMetadata.LobMaxSize",
-                repr(size),
-                f"a whole number of kilobytes from 1 to {LOB_MAX_KB_LIMIT} (DMS's maximum "
-                "recommended value); LOBs larger than it are truncated",
-            )
-        )
-    return problems
+lob_limit_kb = lobs.limit_kb
 
 
 def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:

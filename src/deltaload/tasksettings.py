@@ -8,8 +8,8 @@ https://docs.aws.amazon.com/dms/latest/userguide/CHAP_Tasks.CustomizingTasks.Tas
 A section is a JSON object; a saved task shows the sections it does not use as ``null``.
 
 A few settings are pinned: every run relies on them, so an item may repeat them but never change
-them (``PINNED`` says which and why). Everything else, the LOB settings included, stays the
-item's to choose.
+them (``PINNED`` says which and why). The LOB settings must be ones an S3 target runs
+(limited LOB mode, ``deltaload.lobs``). Everything else stays the item's to choose.
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from deltaload import lobs
 
 # Section name -> the page of the DMS User Guide that documents it.
 _GUIDE = "https://docs.aws.amazon.com/dms/latest/userguide/"
@@ -96,7 +98,7 @@ PINNED: tuple[Pinned, ...] = (
 # The JSON type of the settings of the sections deltaload fills, as the reference pages and the
 # saved-settings example show them ("Saving task settings"; "Full-load task settings";
 # "Logging task settings"; "Error handling task settings"). A setting not listed here is
-# passed to DMS unchecked; the LOB settings are left to the LOB checks.
+# passed to DMS unchecked; the LOB settings are checked by deltaload.lobs.
 SETTING_TYPES: dict[str, dict[str, type]] = {
     "TargetMetadata": {
         "TargetSchema": str,
@@ -208,6 +210,8 @@ def check(settings: Mapping[str, Any]) -> list[tuple[str, str, str]]:
                     "DMS refuses this setting when a task is created; remove it",
                 )
             )
+    # LOB modes an S3 target cannot run (deltaload.lobs), read over deltaload's defaults.
+    problems += lobs.problems(settings.get("TargetMetadata"))
     return problems
 
 

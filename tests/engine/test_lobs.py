@@ -243,7 +243,7 @@ def test_limited_lob_mode_truncates_and_says_so_on_the_run(lob_source, tmp_path:
 
 @pytest.mark.postgres
 def test_full_lob_mode_is_refused_for_an_s3_target(postgres_engine, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    """DMS supports neither full nor inline LOB mode with an S3 target: the run fails first."""
+    """DMS supports neither full nor inline LOB mode with an S3 target: nothing starts."""
     name = unique("lobs")
     _create(postgres_engine, "postgres", name, LOB_TABLE["postgres"], [])
     db = SourceDb("postgres", engine=postgres_engine, tables=[name])
@@ -251,10 +251,11 @@ def test_full_lob_mode_is_refused_for_an_s3_target(postgres_engine, tmp_path: Pa
         with open_runtime(tmp_path / "state", POSTGRES_URL) as rt:
             rt.put_item(_item(name, {"TargetMetadata": {"FullLobMode": True}}))
             result = rt.tick(now=Ticks()())
-            [record] = rt.history("lobs_s3")
+            history = rt.history("lobs_s3")
             assert_clean(rt)
     finally:
         db.drop_all()
-    assert [e.status for e in result.executions] == ["FAILED"]
-    assert record["status"] == "FAILED"
-    assert "an S3 target supports neither full nor inline LOB mode" in record["error"]
+    assert result.executions == [] and history == []
+    [invalid] = result.starter["invalid"]
+    assert invalid["table"] == "lobs_s3"
+    assert "an S3 target supports neither full nor inline LOB mode" in str(invalid["errors"])

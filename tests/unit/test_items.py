@@ -600,14 +600,15 @@ def test_every_problem_of_the_task_settings_is_reported(published_item):
 
 def test_settings_deltaload_does_not_rely_on_stay_settable(published_item):
     settings = {
-        # The LOB settings are the item's to choose (Limited or Full LOB mode).
+        # The LOB settings are the item's to choose, within the one LOB mode an S3 target
+        # runs (limited; full and inline are refused: tests/unit/test_lob_settings.py).
         "TargetMetadata": {
             "SupportLobs": True,
-            "FullLobMode": True,
-            "LimitedSizeLobMode": False,
+            "FullLobMode": False,
+            "LimitedSizeLobMode": True,
             "LobChunkSize": 64,
-            "LobMaxSize": 0,
-            "InlineLobMaxSize": 8,
+            "LobMaxSize": 65536,
+            "InlineLobMaxSize": 0,
             "TargetSchema": "",
         },
         "FullLoadSettings": {"MaxFullLoadSubTasks": 4, "TargetTablePrepMode": "DO_NOTHING"},
