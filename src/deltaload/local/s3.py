@@ -130,12 +130,13 @@ def _parse(request: Any, url: str) -> _Request:
     parts = urlsplit(url)
     host = (parts.hostname or "").lower()
     path = parts.path
+    path = path.removeprefix("/")  # only the first: key "/a" is sent as "//a"
     if host.startswith(("s3.", "s3-")) or ".s3." not in host:  # path style
-        bucket, _, key = path.lstrip("/").partition("/")
+        bucket, _, key = path.partition("/")
         region_host = host
     else:  # virtual-hosted style: https://<bucket>.s3.<region>.amazonaws.com/<key>
         bucket, _, region_host = host.partition(".")
-        key = path.lstrip("/")
+        key = path
     labels = region_host.split(".")
     region = labels[1] if len(labels) > 3 and labels[0] == "s3" else "us-east-1"
     query = {k: v[0] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
@@ -512,7 +513,7 @@ class DiskS3:
     def delete_bucket(self, request: _Request) -> AWSResponse:
         """DeleteBucket: only an empty bucket (BucketNotEmpty, API_DeleteBucket.html)."""
         path = self.bucket_path(request.bucket)
-        if next(self._walk(path, "", ""), None) is not None:
+        if next(self._walk(path, "", b"", b"", _Cursor()), None) is not None:
             raise S3Error("BucketNotEmpty", "The bucket you tried to delete is not empty", 409)
         shutil.rmtree(path)
         return _response(request.url, 204)
