@@ -48,6 +48,7 @@ import base64
 import contextlib
 import errno
 import hashlib
+import io
 import json
 import os
 import re
@@ -255,36 +256,52 @@ _CHECKSUMS: dict[str, Callable[[], Any]] = {
 
 
 class _Reader:
-    """Buffered reads over a botocore request body (bytes, str, file-like or None)."""
+    """Buffered reads over a botocore request body (bytes, str, file-like or None).
+
+    Reads may return fewer bytes than asked (callers loop); the buffer only ever holds
+    what one line or one short read needs, so a large body is never held whole.
+    """
 
     def __init__(self, body: Any) -> None:
         if body is None:
             body = b""
         if isinstance(body, str):
             body = body.encode()
-        self._bytes = body if isinstance(body, bytes | bytearray) else None
-        self._file = None if self._bytes is not None else body
-        self._buffer = b""
+        if isinstance(body, bytes | bytearray | memoryview):
+            body = io.BytesIO(bytes(body))
+        self._file = body
+        self._buffer = bytearray()
+        self._eof = False
+
+    def _more(self, size: int) -> bytes:
+        data = self._file.read(size)
+        if isinstance(data, str):
+            data = data.encode()
+        if not data:
+            self._eof = True
+        return data or b""
 
     def read(self, size: int) -> bytes:
-        if self._bytes is not None:
-            chunk, self._bytes = bytes(self._bytes[:size]), self._bytes[size:]
+        if self._buffer:
+            chunk = bytes(self._buffer[:size])
+            del self._buffer[:size]
             return chunk
-        while len(self._buffer) < size:
-            more = self._file.read(max(size - len(self._buffer), 64 * 1024))
-            if not more:
-                break
-            self._buffer += more if isinstance(more, bytes) else more.encode()
-        chunk, self._buffer = self._buffer[:size], self._buffer[size:]
-        return chunk
+        return b"" if self._eof else self._more(size)
+
+    def read_exactly(self, size: int) -> bytes:
+        data = b""
+        while len(data) < size and (chunk := self.read(size - len(data))):
+            data += chunk
+        return data
 
     def readline(self, limit: int = 64 * 1024) -> bytes:
-        line = b""
-        while not line.endswith(b"\n") and len(line) < limit:
-            byte = self.read(1)
-            if not byte:
+        while (end := self._buffer.find(b"\n")) < 0 and len(self._buffer) < limit:
+            if self._eof:
                 break
-            line += byte
+            self._buffer += self._more(64 * 1024)
+        end = end + 1 if end >= 0 else len(self._buffer)
+        line = bytes(self._buffer[:end])
+        del self._buffer[:end]
         return line
 
 
@@ -356,7 +373,7 @@ class _Decoder:
                 left -= len(chunk)
                 self._count(chunk)
                 yield chunk
-            if reader.read(2) != b"\r\n":
+            if reader.read_exactly(2) != b"\r\n":
                 raise S3Error("IncompleteBody", "malformed aws-chunked body: no CRLF", 400)
         while line := reader.readline().strip():
             name, _, value = line.decode().partition(":")
