@@ -10,6 +10,9 @@ from __future__ import annotations
 import base64
 import io
 import os
+import signal
+import subprocess
+import sys
 import threading
 import zlib
 from pathlib import Path
@@ -608,3 +611,71 @@ def test_concurrent_readers_see_the_old_or_the_new_object_never_a_mix(s3: Any):
         stop.set()
         reader.join()
     assert seen <= {old, new} and seen
+
+
+_KILLED_WRITER = """
+import os, sys, time
+from pathlib import Path
+import boto3
+from deltaload.local.s3 import DiskS3
+
+session = boto3.Session(region_name="us-east-1")
+DiskS3(Path(sys.argv[1])).install(session.events)
+s3 = session.client("s3")
+s3.create_bucket(Bucket="lake")
+s3.put_object(Bucket="lake", Key="d/k", Body=b"old")
+
+
+class Slow:
+    def __init__(self):
+        self.sent = 0
+
+    def read(self, size=-1):
+        if self.sent == 1:
+            print("writing", flush=True)
+            time.sleep(60)
+        self.sent += 1
+        return b"n" * 1024 * 1024
+
+
+s3.put_object(Bucket="lake", Key="d/k", Body=Slow())
+"""
+
+
+def test_a_writer_killed_mid_write_leaves_the_old_object(tmp_path: Path, s3: Any):
+    root = tmp_path / "killed"
+    src = str(Path(__file__).resolve().parents[2] / "src")
+    env = {
+        **os.environ,
+        "AWS_ACCESS_KEY_ID": "local",
+        "AWS_SECRET_ACCESS_KEY": "local",
+        "PYTHONPATH": os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")])),
+    }
+    child = subprocess.Popen(
+        [sys.executable, "-c", _KILLED_WRITER, str(root)],
+        stdout=subprocess.PIPE,
+        env=env,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline().strip() == "writing"
+        os.kill(child.pid, signal.SIGKILL)
+    finally:
+        child.wait()
+    folder = root / "lake" / "d"
+    assert (folder / "k").read_bytes() == b"old"
+    leftovers = [p.name for p in folder.iterdir() if p.name != "k"]
+    assert leftovers and all(n.startswith(TMP_PREFIX) for n in leftovers), leftovers
+    store = DiskS3(root)
+    session = boto3.Session(region_name="us-east-1")
+    store.install(session.events)
+    listing = session.client("s3").list_objects_v2(Bucket="lake")
+    assert [o["Key"] for o in listing["Contents"]] == ["d/k"]
+
+
+def test_an_earlier_versions_etag_file_is_ignored(store: DiskS3, s3: Any):
+    (store.root / f".etags-{BUCKET}.json").write_text('{"gone": "\\"x\\""}')
+    s3.put_object(Bucket=BUCKET, Key="k", Body=b"1")
+    assert listed(s3) == ["k"]
+    assert [b["Name"] for b in s3.list_buckets()["Buckets"]] == [BUCKET]
