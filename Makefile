@@ -34,7 +34,7 @@ format: $(STAMP)  ## Apply ruff's formatting and safe fixes
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-lint-template:  ## sam validate --lint, cfn-lint, sam build and checkov on template.yaml
+lint-template:  ## sam validate --lint, cfn-lint, sam build (needs python3.13, the Lambda runtime; PATH or pyenv), layer size and checkov
 	bash scripts/lint_template.sh
 
 demo: $(STAMP)  ## Load the demo orders table offline and show what each run loaded

@@ -161,6 +161,9 @@ class LocalRuntime:
         # One handler at a time, as in one Lambda container: Powertools' logger, metrics
         # and the process environment are global, and concurrent runs would mix them.
         self._handler_lock = threading.RLock()
+        # Which function's handler runs on this thread (its logical id), so a botocore
+        # event handler can tell whose role an AWS call is made with.
+        self.running = threading.local()
         self.invocations: dict[str, int] = {}
         self.template: Template
         self.dms: LocalDms
@@ -393,9 +396,12 @@ class LocalRuntime:
             )
         with self._handler_lock:
             self.invocations[function.logical_id] = self.invocations.get(function.logical_id, 0) + 1
+            caller = getattr(self.running, "function", None)
+            self.running.function = function.logical_id
             try:
                 return self._call(handler, event, function)
             finally:
+                self.running.function = caller
                 # With metrics disabled locally Powertools never flushes, so its metric set
                 # would grow from one invocation to the next.
                 from deltaload.observability import metrics
