@@ -672,6 +672,15 @@ def test_a_writer_killed_mid_write_leaves_the_old_object(tmp_path: Path, s3: Any
     store.install(session.events)
     listing = session.client("s3").list_objects_v2(Bucket="lake")
     assert [o["Key"] for o in listing["Contents"]] == ["d/k"]
+    assert [p.name for p in folder.iterdir()] == ["k"], "the dead writer's temp file stayed"
+
+
+def test_a_live_writers_temp_file_is_left_alone(s3: Any, store: DiskS3):
+    s3.put_object(Bucket=BUCKET, Key="d/k", Body=b"1")
+    mine = store.root / BUCKET / "d" / f"{TMP_PREFIX}{os.getpid()}-{'0' * 32}.tmp"
+    mine.write_bytes(b"being written")
+    assert listed(s3) == ["d/k"]
+    assert mine.exists()
 
 
 def test_an_earlier_versions_etag_file_is_ignored(store: DiskS3, s3: Any):

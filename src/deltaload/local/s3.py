@@ -17,6 +17,8 @@ over 8 MB). Here a command touches only the objects it reads or writes:
   the checksum botocore sent (aws-chunked trailer, ``x-amz-checksum-*`` or
   ``Content-MD5``), fsyncs it and renames it over the key, so a reader or a kill sees the
   old object or the new one, never half of one; a reader holding the old file keeps it;
+  a killed writer's temporary file is never listed and is removed when its folder is
+  next listed;
 - a read streams from the file (ranges seek), never holding a whole object in memory;
 - multipart parts are files under ``<root>/.uploads/<uploadId>/`` until completed;
 - CopyObject hard-links the source (objects are never changed in place, only replaced
@@ -77,7 +79,8 @@ _ANSWERED_URL = "https://local-s3.invalid/"
 _NS = "http://s3.amazonaws.com/doc/2006-03-01/"
 _BLOCK = 1024 * 1024
 # Temporary files live next to their target (same file system, so the rename is atomic)
-# under this prefix; keys with a segment starting with it are refused, listings skip it.
+# as <TMP_PREFIX><pid>-<uuid>.tmp; keys with a segment starting with it are refused,
+# listings skip them and remove those whose process is gone (a killed writer).
 TMP_PREFIX = ".deltaload-s3-"
 UPLOADS = ".uploads"
 MAX_KEYS = 1000  # ListObjectsV2's page size and DeleteObjects' batch limit
@@ -882,7 +885,7 @@ class DiskS3:
         for attempt in range(5):
             try:
                 target.parent.mkdir(parents=True, exist_ok=True)
-                tmp = target.parent / f"{TMP_PREFIX}{uuid.uuid4().hex}.tmp"
+                tmp = target.parent / f"{TMP_PREFIX}{os.getpid()}-{uuid.uuid4().hex}.tmp"
                 tmp.touch(exist_ok=False)
                 break
             except (FileExistsError, NotADirectoryError):
@@ -940,9 +943,16 @@ class DiskS3:
     ) -> Iterator[tuple[str, os.DirEntry[str]]]:
         try:
             with os.scandir(folder) as scan:
-                entries = [e for e in scan if not e.name.startswith(TMP_PREFIX)]
+                entries = list(scan)
         except (FileNotFoundError, NotADirectoryError):
             return
+        for entry in [e for e in entries if e.name.startswith(TMP_PREFIX)]:
+            entries.remove(entry)
+            # A killed writer's temp file: removed when its folder is next listed.
+            pid = entry.name.removeprefix(TMP_PREFIX).split("-", 1)[0]
+            if pid.isdigit() and not _alive(int(pid)):
+                with contextlib.suppress(OSError):
+                    os.unlink(entry.path)
         keyed = []
         for entry in entries:
             is_dir = entry.is_dir(follow_symlinks=False)
