@@ -89,8 +89,6 @@ MAX_COPY_BYTES = 5 * 1024**3  # CopyObject copies up to 5 GB in one operation
 MIN_PART_BYTES = 5 * 1024**2  # every part but the last, CompleteMultipartUpload
 _BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 
-API = "https://docs.aws.amazon.com/AmazonS3/latest/API/"
-
 
 class S3Error(Exception):
     """An S3 error response: code, message, HTTP status and extra XML fields."""
