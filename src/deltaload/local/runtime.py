@@ -1,10 +1,11 @@
 """The offline runtime: the real template, state machine and handlers, with AWS in-process.
 
-moto emulates DynamoDB, S3, SNS, Secrets Manager and Step Functions (executing
+moto emulates DynamoDB, SNS, Secrets Manager and Step Functions (executing
 the real definition from ``statemachine/``); Lambda Invoke calls are answered
-in-process by the template's handlers and DMS calls by the local replication
-engine, both through botocore's ``before-send`` event, so the handlers' boto3
-code is the code that runs in AWS. State persists in a folder between commands.
+in-process by the template's handlers, DMS calls by the local replication engine
+and S3 calls by the state folder's files (``deltaload.local.s3``), all through
+botocore's ``before-send`` event, so the handlers' boto3 code is the code that
+runs in AWS. State persists in a folder between commands.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from deltaload.errors import DeltaloadError
 from deltaload.local.dms import LocalDms, Timing
 from deltaload.local.faults import AwsFaults
 from deltaload.local.persistence import StateFolder
+from deltaload.local.s3 import DiskS3
 from deltaload.local.template import ACCOUNT, REGION, LocalFunction, Template
 
 # Short waits locally: the state machine takes every wait from the monitoring step.
@@ -216,6 +218,9 @@ class LocalRuntime:
                 self.session.client, timing=self._timing, workdir=self.state.path / "tmp"
             )
             self.dms.install(self.session.events)
+            # The lake is served from the state folder's files, never from moto's memory.
+            self.s3 = DiskS3(self.state.lake)
+            self.s3.install(self.session.events)
             self.faults = AwsFaults(self.session.events)
             self.session.events.register_first(
                 "before-send.lambda.Invoke", self._on_invoke, unique_id="deltaload-local-lambda"
@@ -635,7 +640,7 @@ class LocalRuntime:
         return sent
 
     def save(self) -> None:
-        """Persist tables and bucket contents to the state folder."""
+        """Persist the tables to the state folder (S3 writes are on disk already)."""
         self.state.save(self)
 
     # -- helpers ---------------------------------------------------------------------------------
