@@ -1,10 +1,11 @@
 """The offline runtime: the real template, state machine and handlers, with AWS in-process.
 
-moto emulates DynamoDB, S3, SNS, Secrets Manager and Step Functions (executing
+moto emulates DynamoDB, SNS, Secrets Manager and Step Functions (executing
 the real definition from ``statemachine/``); Lambda Invoke calls are answered
-in-process by the template's handlers and DMS calls by the local replication
-engine, both through botocore's ``before-send`` event, so the handlers' boto3
-code is the code that runs in AWS. State persists in a folder between commands.
+in-process by the template's handlers, DMS calls by the local replication engine
+and S3 calls by the state folder's files (``deltaload.local.s3``), all through
+botocore's ``before-send`` event, so the handlers' boto3 code is the code that
+runs in AWS. State persists in a folder between commands.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import threading
 import time
 import traceback
@@ -32,6 +34,7 @@ from deltaload.errors import DeltaloadError
 from deltaload.local.dms import LocalDms, Timing
 from deltaload.local.faults import AwsFaults
 from deltaload.local.persistence import StateFolder
+from deltaload.local.s3 import DiskS3
 from deltaload.local.template import ACCOUNT, REGION, LocalFunction, Template
 
 # Short waits locally: the state machine takes every wait from the monitoring step.
@@ -47,6 +50,27 @@ SOURCE_SECRET_NAME = "deltaload-local/source"
 
 class LocalRuntimeError(DeltaloadError):
     """The offline runtime could not start or could not finish a command."""
+
+
+def _check_server_url(url: str) -> None:
+    """Refuse a database URL SQLAlchemy cannot read (a port that is not a number, say)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    # Never echo a password: user:secret@host becomes user:***@host.
+    shown = re.sub(r"(//[^/@:]*:)[^/@]*@", r"\1***@", url)
+    try:
+        port = make_url(url).port
+    except (ArgumentError, ValueError) as error:
+        raise LocalRuntimeError(
+            f"cannot read the source URL {shown!r}: {error}; write it as "
+            "postgresql://user@host:port/db or mysql+pymysql://user@host:port/db, "
+            "with the port a number from 1 to 65535"
+        ) from None
+    if port is not None and not 1 <= port <= 65535:
+        raise LocalRuntimeError(
+            f"the source URL {shown!r} has port {port}; a port is a number from 1 to 65535"
+        )
 
 
 @dataclass(frozen=True)
@@ -73,6 +97,8 @@ class Source:
                 f"unsupported source URL scheme {scheme!r}: use sqlite:///path, "
                 "postgresql://user@host:port/db or mysql+pymysql://user@host:port/db"
             )
+        if engine != "sqlite":
+            _check_server_url(url)
         return cls(engine=engine, url=url, schema=schema)
 
     @property
@@ -159,6 +185,9 @@ class LocalRuntime:
         # One handler at a time, as in one Lambda container: Powertools' logger, metrics
         # and the process environment are global, and concurrent runs would mix them.
         self._handler_lock = threading.RLock()
+        # Which function's handler runs on this thread (its logical id), so a botocore
+        # event handler can tell whose role an AWS call is made with.
+        self.running = threading.local()
         self.invocations: dict[str, int] = {}
         self.template: Template
         self.dms: LocalDms
@@ -189,6 +218,9 @@ class LocalRuntime:
                 self.session.client, timing=self._timing, workdir=self.state.path / "tmp"
             )
             self.dms.install(self.session.events)
+            # The lake is served from the state folder's files, never from moto's memory.
+            self.s3 = DiskS3(self.state.lake)
+            self.s3.install(self.session.events)
             self.faults = AwsFaults(self.session.events)
             self.session.events.register_first(
                 "before-send.lambda.Invoke", self._on_invoke, unique_id="deltaload-local-lambda"
@@ -299,15 +331,20 @@ class LocalRuntime:
                 (props[k] for k in (*settings_keys, "PostgreSQLSettings") if k in props), {}
             )
             key = "PostgreSQLSettings" if self.source.engine == "postgres" else "MySQLSettings"
+            engine_settings = {
+                "SecretsManagerSecretId": self.template.parameters["SourceSecretArn"],
+                "SecretsManagerAccessRoleArn": secret_settings.get(
+                    "SecretsManagerAccessRoleArn", f"arn:aws:iam::{ACCOUNT}:role/local"
+                ),
+            }
+            if self.source.engine == "postgres":
+                # The template's type-mapping settings (MapBooleanAsBoolean) reach the engine.
+                pg = props.get("PostgreSqlSettings") or {}
+                engine_settings |= {k: v for k, v in pg.items() if k.startswith("Map")}
             request |= {
                 "EngineName": self.source.engine,
                 "DatabaseName": self.source.secret()["dbname"],
-                key: {
-                    "SecretsManagerSecretId": self.template.parameters["SourceSecretArn"],
-                    "SecretsManagerAccessRoleArn": secret_settings.get(
-                        "SecretsManagerAccessRoleArn", f"arn:aws:iam::{ACCOUNT}:role/local"
-                    ),
-                },
+                key: engine_settings,
             }
         created = self.session.client("dms").create_endpoint(**request)["Endpoint"]
         self.template.set_physical_id(logical_id, created["EndpointArn"])
@@ -388,9 +425,12 @@ class LocalRuntime:
             )
         with self._handler_lock:
             self.invocations[function.logical_id] = self.invocations.get(function.logical_id, 0) + 1
+            caller = getattr(self.running, "function", None)
+            self.running.function = function.logical_id
             try:
                 return self._call(handler, event, function)
             finally:
+                self.running.function = caller
                 # With metrics disabled locally Powertools never flushes, so its metric set
                 # would grow from one invocation to the next.
                 from deltaload.observability import metrics
@@ -600,7 +640,7 @@ class LocalRuntime:
         return sent
 
     def save(self) -> None:
-        """Persist tables and bucket contents to the state folder."""
+        """Persist the tables to the state folder (S3 writes are on disk already)."""
         self.state.save(self)
 
     # -- helpers ---------------------------------------------------------------------------------
