@@ -667,11 +667,10 @@ def cleanup_aborted(
             run["keys"] = keys.to_dict()
         except DeltaloadError:
             pass  # an invalid item: nothing can have been published
-    state = {
-        **state,
-        "run": run,
-        "error": {"Error": f"Execution{status.title().replace('_', '')}", "Cause": status},
-    }
+    # The event carries the error and cause given to StopExecution, when there were any
+    # (https://docs.aws.amazon.com/step-functions/latest/dg/cw-events.html).
+    error = str(detail.get("error") or f"Execution{status.title().replace('_', '')}")
+    state = {**state, "run": run, "error": {"Error": error, "Cause": detail.get("cause") or status}}
     failure = record_failure(state, clients, settings, now)
     deadline = now().timestamp() + ABORT_CLEANUP_SECONDS
     attempt = 0
