@@ -472,26 +472,31 @@ _COLOURS = {"loaded": "green", "nothing to load": "green", "skipped": "yellow"}
 
 
 def print_executions(executions: list[Any]) -> None:
-    """One row per run: outcome and reason, window, rows, files, new watermark."""
+    """One row per run (outcome, window, rows, files, new watermark), then each reason whole."""
     view = Table("table", "result", "window", "rows", "files", "new watermark")
+    reasons: list[str] = []
     for execution in executions:
         out = execution.outcome
         if out is None:  # pragma: no cover - every finished run has one
             view.add_row(execution.table, execution.status, "", "", "", "")
             continue
         colour = _COLOURS.get(out.result, "red")
-        text = f"[{colour}]{out.result}[/{colour}]"
-        if out.reason:
-            text += f": {escape(out.reason)}"
         view.add_row(
             execution.table,
-            text,
+            f"[{colour}]{out.result}[/{colour}]",
             escape(out.window or "-"),
             "-" if out.rows is None else str(out.rows),
             "-" if out.files is None else str(out.files),
             escape(str(out.watermark)) if out.watermark is not None else "-",
         )
+        if out.reason:
+            # Reasons name files, runs and values people copy: printed whole, never wrapped.
+            reasons.append(
+                f"[{colour}]{out.result}[/{colour}] {escape(execution.table)}: {escape(out.reason)}"
+            )
     console.print(view)
+    for reason in reasons:
+        console.print(reason, soft_wrap=True, highlight=False)
 
 
 @app.command()

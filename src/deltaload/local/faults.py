@@ -13,7 +13,8 @@ may kill it or hold it, chosen by environment variables (never set in normal use
 - ``DELTALOAD_TEST_KILL_AT=<point>``: SIGKILL this process at the point (its first pass,
   or its n-th with ``<point>#<n>``);
 - ``DELTALOAD_TEST_PAUSE_AT=<point>``: at the point, create the file named by
-  ``DELTALOAD_TEST_PAUSE_FILE`` and wait until the command is interrupted.
+  ``DELTALOAD_TEST_PAUSE_FILE`` and wait until the command is interrupted or a file of
+  that name plus ``.continue`` appears (at most five minutes).
 
 The points: ``writer-locked`` (the folder's writer lock is taken and the state restored),
 ``after:<FunctionLogicalId>`` (a handler returned, e.g. ``after:AcquireLockFunction`` with
@@ -161,7 +162,11 @@ def checkpoint(point: str) -> None:
         marker = os.environ.get(PAUSE_FILE_ENV)
         if marker:
             Path(marker).write_text(f"{os.getpid()} {point}\n")
-        _released.wait(timeout=300)
+        # Held until the command is interrupted or the test creates "<marker>.continue".
+        go_on = Path(f"{marker}.continue") if marker else None
+        for _ in range(6000):
+            if _released.wait(0.05) or (go_on is not None and go_on.exists()):
+                break
 
 
 def release_paused() -> None:

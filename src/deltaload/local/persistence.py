@@ -299,6 +299,14 @@ class StateFolder:
             tables[logical_id] = parse_table_file(path, keys[logical_id]) if path.exists() else []
         return tables
 
+    def remove_leftovers(self) -> list[Path]:
+        """Delete temporary files a killed writer left beside the table files (writer only)."""
+        folder = self.path / "tables"
+        left = sorted(folder.glob(".*.tmp")) if folder.is_dir() else []
+        for path in left:
+            path.unlink(missing_ok=True)
+        return left
+
     def write_table(self, logical_id: str, items: list[dict[str, Any]], function: str) -> None:
         """Replace one table's file with ``items`` (sorted, so equal tables are equal files)."""
         items = sorted(items, key=lambda i: json.dumps(i, sort_keys=True))

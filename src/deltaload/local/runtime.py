@@ -344,6 +344,8 @@ class LocalRuntime:
             for logical_id in PERSISTED_TABLES
         }
         tables = self.state.read_tables(keys)  # every file checked before anything is used
+        if self.writer:
+            self.state.remove_leftovers()  # half-written files of a killed writer
         dynamodb = self.session.client("dynamodb")
         for logical_id, items in tables.items():
             name = self.template.physical_ids[logical_id]
@@ -738,9 +740,50 @@ class LocalRuntime:
                     item["targetTableName"], str(owner), "ExecutionAborted", cause
                 )
                 recovered.append(RecoveredRun(item["targetTableName"], str(owner), failure))
+        self._complete_history()
         if recovered:
             self.save()
         return recovered
+
+    def _complete_history(self) -> None:
+        """Finish history records a process left RUNNING after its run had committed.
+
+        RecordSuccess commits the item (watermark, lock released) and then writes the run's
+        record; a process that died between the two left the record RUNNING. The item
+        holds what the record lacks.
+        """
+        from deltaload import store
+        from deltaload.items import to_dynamodb
+
+        items = {i["targetTableName"]: i for i in self.items()}
+        for record in self.scan(self.history_table):
+            if record.get("status") != store.RUNNING:
+                continue
+            item = items.get(record.get("targetTableName"), {})
+            if item.get("lastRunId") != record.get("runId") or item.get("lockOwner"):
+                continue
+            if item.get("lastRunStatus") not in (store.SUCCEEDED, store.SKIPPED):
+                continue
+            values = {
+                "status": item["lastRunStatus"],
+                "rows": item.get("lastRunRows", 0),
+                "files": item.get("lastRunFiles", 0),
+                "window": item.get("lastWindow"),
+                "watermark": item.get("watermark"),
+                "endedAt": item.get("lastRunEndedAt"),
+                "note": "completed from the controller item: the process ended after the "
+                "run had committed",
+            }
+            values = {k: v for k, v in values.items() if v is not None}
+            self.session.client("dynamodb").update_item(
+                TableName=self.history_table,
+                Key=to_dynamodb_key(record),
+                UpdateExpression="SET " + ", ".join(f"#a{i} = :a{i}" for i in range(len(values))),
+                ExpressionAttributeNames={f"#a{i}": k for i, k in enumerate(values)},
+                ExpressionAttributeValues=to_dynamodb(
+                    {f":a{i}": v for i, v in enumerate(values.values())}
+                ),
+            )
 
     def _cleanup_aborted(self, table: str, run_id: str, error: str, cause: str) -> dict[str, Any]:
         """Invoke CleanupAbortedFunction as EventBridge would for an aborted execution."""
@@ -950,6 +993,11 @@ class LocalRuntime:
         for name, value in values.items():
             self._saved_environ.setdefault(name, os.environ.get(name))
             os.environ[name] = value
+
+
+def to_dynamodb_key(record: Mapping[str, Any]) -> dict[str, Any]:
+    """The history table key of a run record, in DynamoDB JSON."""
+    return {k: {"S": str(record[k])} for k in ("targetTableName", "runId")}
 
 
 def store_failed() -> str:
