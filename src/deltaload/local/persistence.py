@@ -4,7 +4,6 @@ Layout (default ``.deltaload/``)::
 
     tables/<LogicalId>.json      every item of a DynamoDB table, DynamoDB JSON
     s3/<bucket>/<key>            every object of the data-lake bucket, as a plain file
-    s3/.etags.json               which object version each file holds
     writer.lock                  held (flock) by the one command that may write; names it
 
 Tables are written through: after every successful write to a persisted table the
@@ -12,6 +11,11 @@ runtime replaces that table's file (temporary file, fsync, rename, fsync of the 
 before the write call returns to its caller. The folder is therefore as durable as
 DynamoDB is on AWS: a process killed at any point leaves each table as AWS would have it
 had the process died there, and each file is always either the old or the new version.
+
+The lake is not restored or saved here: ``deltaload.local.s3`` serves S3 from ``s3/``
+directly, so every object is written (atomically) when S3 is called. A
+``s3/.etags-<bucket>.json`` left by an earlier version is ignored. The Parquet files
+under ``s3/`` open directly in pyarrow, DuckDB or pandas.
 
 Restore refuses a damaged state: a table file that is not valid JSON or not a list of
 DynamoDB items with the table's key is an error naming the file and the problem, and
@@ -37,13 +41,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from deltaload.errors import DeltaloadError
 from deltaload.local import faults
-
-if TYPE_CHECKING:
-    from deltaload.local.runtime import LocalRuntime
 
 PERSISTED_TABLES = ("ControllerTable", "RunHistoryTable")
 LOCK_FILE = "writer.lock"
@@ -315,59 +316,3 @@ class StateFolder:
             self.table_file(logical_id), json.dumps(items, indent=1).encode(), checkpoint=point
         )
         faults.checkpoint(f"after-save:{point}")
-
-    # -- the lake (saved by the command, restored whole) ----------------------------------------
-
-    def save_lake(self, runtime: LocalRuntime) -> None:
-        """Write the bucket's changed objects to disk and drop the deleted ones."""
-        self._save_bucket(runtime)
-
-    def restore_lake(self, runtime: LocalRuntime) -> None:
-        """Upload the bucket's files into the freshly emulated S3."""
-        root = self.bucket_path(runtime.bucket)
-        if root.is_dir():
-            s3 = runtime.session.client("s3")
-            for file in sorted(root.rglob("*")):
-                if file.is_file() and not file.name.startswith("."):
-                    s3.upload_file(str(file), runtime.bucket, file.relative_to(root).as_posix())
-            # Uploading changes ETags of multipart objects: record what is there now.
-            if runtime.writer:
-                self._write_etags(runtime.bucket, self._bucket_etags(runtime))
-
-    def _save_bucket(self, runtime: LocalRuntime) -> None:
-        root = self.bucket_path(runtime.bucket)
-        s3 = runtime.session.client("s3")
-        known = self._read_etags(runtime.bucket)
-        current = self._bucket_etags(runtime)
-        for key, etag in current.items():
-            target = root / key
-            if known.get(key) != etag or not target.exists():
-                body = s3.get_object(Bucket=runtime.bucket, Key=key)["Body"].read()
-                write_atomically(target, body)
-        for key in set(known) - set(current):
-            (root / key).unlink(missing_ok=True)
-            self._prune(root, (root / key).parent)
-        self._write_etags(runtime.bucket, current)
-
-    def _bucket_etags(self, runtime: LocalRuntime) -> dict[str, str]:
-        etags: dict[str, str] = {}
-        paginator = runtime.session.client("s3").get_paginator("list_objects_v2")
-        for page in paginator.paginate(Bucket=runtime.bucket):
-            etags |= {o["Key"]: o["ETag"] for o in page.get("Contents", [])}
-        return etags
-
-    def _etag_file(self, bucket: str) -> Path:
-        return self.lake / f".etags-{bucket}.json"
-
-    def _read_etags(self, bucket: str) -> dict[str, str]:
-        path = self._etag_file(bucket)
-        return json.loads(path.read_text()) if path.exists() else {}
-
-    def _write_etags(self, bucket: str, etags: dict[str, str]) -> None:
-        write_atomically(self._etag_file(bucket), json.dumps(etags, sort_keys=True).encode())
-
-    @staticmethod
-    def _prune(root: Path, folder: Path) -> None:
-        while folder != root and folder.is_dir() and not any(folder.iterdir()):
-            folder.rmdir()
-            folder = folder.parent

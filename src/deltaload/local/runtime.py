@@ -1,10 +1,11 @@
 """The offline runtime: the real template, state machine and handlers, with AWS in-process.
 
-moto emulates DynamoDB, S3, SNS, Secrets Manager and Step Functions (executing
+moto emulates DynamoDB, SNS, Secrets Manager and Step Functions (executing
 the real definition from ``statemachine/``); Lambda Invoke calls are answered
-in-process by the template's handlers and DMS calls by the local replication
-engine, both through botocore's ``before-send`` event, so the handlers' boto3
-code is the code that runs in AWS. State persists in a folder between commands.
+in-process by the template's handlers, DMS calls by the local replication engine
+and S3 calls by the state folder's files (``deltaload.local.s3``), all through
+botocore's ``before-send`` event, so the handlers' boto3 code is the code that
+runs in AWS. State persists in a folder between commands.
 
 A runtime that writes (the default) holds the state folder's writer lock from start to
 end, writes every change of the controller and history tables through to the folder
@@ -44,6 +45,7 @@ from deltaload.local import faults as fault_points
 from deltaload.local.dms import LocalDms, Timing
 from deltaload.local.faults import AwsFaults
 from deltaload.local.persistence import PERSISTED_TABLES, LockHolder, StateFolder, command_line
+from deltaload.local.s3 import DiskS3
 from deltaload.local.template import ACCOUNT, REGION, LocalFunction, Template
 
 # Short waits locally: the state machine takes every wait from the monitoring step.
@@ -216,7 +218,6 @@ class LocalRuntime:
         self._local = threading.local()  # the function a thread is running, for fault points
         self._closing = threading.Event()  # interrupted: executions may start no handler
         self._persist_locks = {logical_id: threading.Lock() for logical_id in PERSISTED_TABLES}
-        self._restored = False
         self._locked = False
         self.template: Template
         self.dms: LocalDms
@@ -258,6 +259,9 @@ class LocalRuntime:
                 workdir.mkdir(exist_ok=True)
             self.dms = LocalDms(self.session.client, timing=self._timing, workdir=workdir)
             self.dms.install(self.session.events)
+            # The lake is served from the state folder's files, never from moto's memory.
+            self.s3 = DiskS3(self.state.lake)
+            self.s3.install(self.session.events)
             self.faults = AwsFaults(self.session.events)
             self.session.events.register_first(
                 "before-send.lambda.Invoke", self._on_invoke, unique_id="deltaload-local-lambda"
@@ -269,30 +273,25 @@ class LocalRuntime:
         return self
 
     def __exit__(self, *_: object) -> None:
-        try:
-            # Tables are written through as they change; only the lake is saved here, and
-            # only by a writer whose restore completed (a failed restore must not save).
-            if self.writer and self._restored:
-                self.save()
-        finally:
-            if hasattr(self, "dms"):
-                self.dms.shutdown()
-            for restore in getattr(self, "_restore_logging", []):
-                restore()
-            if getattr(self, "_log_stream", None) is not None:
-                self._log_stream.close()
-            if self._mock is not None:
-                self._mock.stop()
-                self._mock = None
-            for name, value in self._saved_environ.items():
-                if value is None:
-                    os.environ.pop(name, None)
-                else:
-                    os.environ[name] = value
-            boto3.DEFAULT_SESSION = None
-            if self._locked:
-                self.state.lock.release()
-                self._locked = False
+        # Nothing to save: tables are written through and S3 objects are files already.
+        if hasattr(self, "dms"):
+            self.dms.shutdown()
+        for restore in getattr(self, "_restore_logging", []):
+            restore()
+        if getattr(self, "_log_stream", None) is not None:
+            self._log_stream.close()
+        if self._mock is not None:
+            self._mock.stop()
+            self._mock = None
+        for name, value in self._saved_environ.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        boto3.DEFAULT_SESSION = None
+        if self._locked:
+            self.state.lock.release()
+            self._locked = False
 
     # -- resources -------------------------------------------------------------------------------
 
@@ -351,8 +350,6 @@ class LocalRuntime:
             name = self.template.physical_ids[logical_id]
             for item in items:
                 dynamodb.put_item(TableName=name, Item=item)
-        self.state.restore_lake(self)
-        self._restored = True
 
     def _write_through(self) -> None:
         """After each successful write to a persisted table, replace that table's file.
@@ -661,7 +658,6 @@ class LocalRuntime:
         executions = self.wait_for(
             [self.execution_arn(s["runId"]) for s in started], progress, timeout, stop=stop
         )
-        self.save()
         return TickResult(starter=summary, executions=executions)
 
     def wait_for(
@@ -717,7 +713,6 @@ class LocalRuntime:
                 self._cleanup_aborted(result.table, result.name, "Interrupted", cause)
                 result = replace(result, status="ABORTED")
             results.append(self._with_outcome(result))
-        self.save()
         return Interrupted(f"{why}: {len(results)} run(s) stopped", results)
 
     def recover_orphans(self) -> list[RecoveredRun]:
@@ -741,8 +736,6 @@ class LocalRuntime:
                 )
                 recovered.append(RecoveredRun(item["targetTableName"], str(owner), failure))
         self._complete_history()
-        if recovered:
-            self.save()
         return recovered
 
     def _complete_history(self) -> None:
@@ -983,9 +976,10 @@ class LocalRuntime:
         return sent
 
     def save(self) -> None:
-        """Persist the bucket's contents to the state folder (tables are written through)."""
-        if self.writer:
-            self.state.save_lake(self)
+        """Nothing left to save: tables are written through and S3 objects are files.
+
+        Kept so that callers written for the old save-at-the-end runtime still work.
+        """
 
     # -- helpers ---------------------------------------------------------------------------------
 
