@@ -133,6 +133,8 @@ def runtime(*, writer: bool = True, **kwargs: Any) -> Iterator[Any]:
         )
         if writer:
             kwargs.setdefault("log_file", Options.state_dir / "logs" / "functions.log")
+        if os.environ.get(QUICK_ENV):
+            kwargs.update(_quick_runtime())
         with LocalRuntime(
             project_root(),
             Options.state_dir,
@@ -153,6 +155,19 @@ def runtime(*, writer: bool = True, **kwargs: Any) -> Iterator[Any]:
             yield rt
     except DeltaloadError as error:
         raise fail(str(error)) from None
+
+
+# Test-only: the tests of the real command line set this for the engine's quick timing.
+QUICK_ENV = "DELTALOAD_TEST_QUICK"
+
+
+def _quick_runtime() -> dict[str, Any]:
+    from deltaload.local.dms import Timing
+
+    return {
+        "timing": Timing.quick(),
+        "environment": {"POLL_INITIAL_SECONDS": "0", "POLL_MAX_SECONDS": "1"},
+    }
 
 
 def table_view(headers: list[str], rows: list[list[str]]) -> Table:
