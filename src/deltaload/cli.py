@@ -155,6 +155,11 @@ def runtime(*, writer: bool = True, **kwargs: Any) -> Iterator[Any]:
             yield rt
     except DeltaloadError as error:
         raise fail(str(error)) from None
+    except KeyboardInterrupt:
+        # Waiting for the lock, recovering or onboarding: every table write is committed
+        # whole or not at all, so there is nothing half-done to clean up.
+        errors.print("[red]interrupted[/red]", highlight=False)
+        raise typer.Exit(130) from None
 
 
 # Test-only: the tests of the real command line set this for the engine's quick timing.
@@ -554,8 +559,19 @@ def demo(
 ):
     """Load the demo orders table twice, with inserts and updates in between."""
     from deltaload.local.demo import run_demo
+    from deltaload.local.persistence import StateFolderBusyError, WriterLock, command_line
 
-    run_demo(console, runtime, Options.state_dir, rows)
+    # The demo recreates <state>/demo: hold the state folder's lock so that no other
+    # command (or demo) works there meanwhile; its runtime locks the demo folder itself.
+    lock = WriterLock(Options.state_dir)
+    try:
+        lock.acquire(command_line(), timeout=Options.lock_timeout)
+    except StateFolderBusyError as error:
+        raise fail(str(error)) from None
+    try:
+        run_demo(console, runtime, Options.state_dir, rows)
+    finally:
+        lock.release()
 
 
 def main() -> None:

@@ -679,6 +679,15 @@ def cleanup_aborted(
             clients, names.dms_names(table, run_id), _mode(state, settings)
         )
         if outcome["done"]:
+            if not failure["committed"]:
+                # A load that was still running wrote on until teardown stopped its task:
+                # what it staged after record_failure's clean-up goes now.
+                staging = names.as_prefix(
+                    names.staging_folder(settings.staging_prefix, table, run_id)
+                )
+                failure["objectsDeleted"] += publish.delete_prefix(
+                    clients, settings.data_bucket, staging
+                )
             return {"failure": failure, "teardown": outcome}
         moment = now().timestamp()
         if backoff.deadline_passed(deadline, moment):

@@ -307,7 +307,7 @@ DAMAGES = {
     "wrong attribute type": (
         "ControllerTable",
         b'[{"targetTableName": {"S": 5}}]',
-        "no string key",
+        "attribute 'targetTableName' has type S but holds int",
     ),
     "unknown type": (
         "ControllerTable",

@@ -261,7 +261,11 @@ class WriterLock:
 
 def command_line() -> str:
     """This process's command line, as the lock records it."""
-    return " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]) if sys.argv else "python"
+    # ``deltaload`` whether started as the script or as ``python -m deltaload.cli``.
+    program = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "python"
+    if program in ("cli.py", "__main__.py", "deltaload"):
+        program = "deltaload"
+    return " ".join([program, *sys.argv[1:]])
 
 
 class StateFolder:

@@ -673,7 +673,7 @@ class LocalRuntime:
         deadline = time.monotonic() + timeout
         while True:
             if stop is not None and stop.is_set():
-                raise self.abort(execution_arns, "interrupted")
+                raise self.abort(execution_arns, "interrupted by Ctrl-C or SIGTERM")
             results = [self._describe(sfn, arn) for arn in execution_arns]
             if progress:
                 progress(results)
@@ -700,7 +700,7 @@ class LocalRuntime:
         self._closing.set()
         fault_points.release_paused()
         sfn = self.session.client("stepfunctions")
-        cause = f"{why}: the deltaload process (pid {os.getpid()}) stopped the run"
+        cause = f"{why}: deltaload (pid {os.getpid()}) stopped the run before it finished"
         for arn in execution_arns:
             if self._describe(sfn, arn).status == "RUNNING":
                 sfn.stop_execution(executionArn=arn, error="Interrupted", cause=cause)
