@@ -40,6 +40,7 @@ from urllib.parse import unquote
 import boto3
 from botocore.awsrequest import AWSResponse
 
+from deltaload import store
 from deltaload.errors import DeltaloadError
 from deltaload.local import faults as fault_points
 from deltaload.local.dms import LocalDms, Timing
@@ -745,7 +746,6 @@ class LocalRuntime:
         record; a process that died between the two left the record RUNNING. The item
         holds what the record lacks.
         """
-        from deltaload import store
         from deltaload.items import to_dynamodb
 
         items = {i["targetTableName"]: i for i in self.items()}
@@ -851,7 +851,7 @@ class LocalRuntime:
             reason = str(lock.get("reason") or record.get("reason") or "")
             return RunOutcome("skipped", reason)
         status = str(record.get("status") or "")
-        if result.status == "SUCCEEDED" and status != store_failed():
+        if result.status == "SUCCEEDED" and status != store.FAILED:
             rows = recorded.get("rows", record.get("rows"))
             files = recorded.get("files", record.get("files"))
             skip = run.get("skipReason") or record.get("skipReason")
@@ -992,13 +992,6 @@ class LocalRuntime:
 def to_dynamodb_key(record: Mapping[str, Any]) -> dict[str, Any]:
     """The history table key of a run record, in DynamoDB JSON."""
     return {k: {"S": str(record[k])} for k in ("targetTableName", "runId")}
-
-
-def store_failed() -> str:
-    """The run history status of a failed run."""
-    from deltaload.store import FAILED
-
-    return FAILED
 
 
 @contextmanager
