@@ -34,7 +34,7 @@ format: $(STAMP)  ## Apply ruff's formatting and safe fixes
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-lint-template:  ## sam validate --lint, cfn-lint, sam build and checkov on template.yaml
+lint-template:  ## sam validate --lint, cfn-lint, sam build (needs python3.13, the Lambda runtime; PATH or pyenv), layer size and checkov
 	bash scripts/lint_template.sh
 
 demo: $(STAMP)  ## Load the demo orders table offline and show what each run loaded
@@ -48,9 +48,10 @@ $(BENCH_VENV)/.installed:
 		"sqlalchemy>=2" "connectorx>=0.4.6" "psycopg2-binary>=2.9" "psycopg[binary]>=3.1" "adbc-driver-sqlite>=1.0"
 	touch $@
 
-bench: $(STAMP) $(BENCH_VENV)/.installed  ## Benchmarks: the replication engine (vs dlt) and a 300-table tick
+bench: $(STAMP) $(BENCH_VENV)/.installed  ## Benchmarks: the engine (vs dlt), a 300-table tick, commands vs lake size
 	$(BIN)/python benchmarks/bench_engine.py --dlt-python $(BENCH_VENV)/bin/python
 	$(BIN)/python benchmarks/bench_tick.py
+	$(BIN)/python benchmarks/bench_state.py
 
 ci: lint lint-template  ## What .ci/run runs
 	DELTALOAD_REQUIRE_SERVERS=1 $(MAKE) test

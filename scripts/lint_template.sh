@@ -69,10 +69,50 @@ if (( ${#missing[@]} )); then
         esac
     done
 fi
+# sam build (without a container) needs the Lambda runtime's interpreter on PATH:
+# the layer's BuildMethod (python3.13) names it. Take it from PATH, else from pyenv.
+RUNTIME="$(sed -n 's/^ *BuildMethod: *\(python3\.[0-9]*\) *$/\1/p' template.yaml | head -n 1)"
+[[ -n "$RUNTIME" ]] || { echo "no python BuildMethod in template.yaml" >&2; exit 1; }
+RUNTIME_BIN=""
+# (A pyenv shim is on PATH even when its version is not active: ask the interpreter.)
+if exe="$("$RUNTIME" -c 'import sys; print(sys.executable)' 2>/dev/null)" && [[ -n "$exe" ]]; then
+    RUNTIME_BIN="$(dirname "$exe")"
+else
+    PYENV_DIR="${PYENV_ROOT:-$HOME/.pyenv}/versions"
+    for candidate in "$PYENV_DIR"/"${RUNTIME#python}"*/bin; do
+        [[ -x "$candidate/$RUNTIME" ]] && RUNTIME_BIN="$candidate"
+    done
+fi
+if [[ -z "$RUNTIME_BIN" ]]; then
+    echo "sam build needs $RUNTIME (the Lambda runtime) on PATH or under pyenv;" \
+        "install it (for example: pyenv install ${RUNTIME#python})" >&2
+    exit 1
+fi
+echo "   building with $RUNTIME_BIN/$RUNTIME"
 # Run from the scratch directory: sam build keeps a .aws-sam/deps folder in its
 # working directory, and paths in the template resolve against the template.
-(cd "$CACHE_DIR" && "$TOOLS/bin/sam" build --template-file "$BUILD_SRC/template.yaml" \
+(cd "$CACHE_DIR" && PATH="$RUNTIME_BIN:$PATH" "$TOOLS/bin/sam" build \
+    --template-file "$BUILD_SRC/template.yaml" \
     --build-dir "$BUILD_DIR" --cache-dir "$CACHE_DIR/cache")
+
+echo "== unzipped size: each function with the layer"
+# Lambda quota: 250 MB unzipped for a function's package and all its layers, and
+# the service counts 262144000 bytes (Lambda quotas:
+# https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html).
+QUOTA=262144000
+layer=$(du -sb "$BUILD_DIR/DeltaloadLayer" | cut -f1)
+echo "   DeltaloadLayer: $layer bytes ($((layer / 1000000)) MB)"
+largest=0
+for dir in "$BUILD_DIR"/*Function; do
+    size=$(du -sb "$dir" | cut -f1)
+    (( size > largest )) && largest=$size
+done
+total=$((layer + largest))
+echo "   largest function + layer: $total of $QUOTA bytes ($((100 * total / QUOTA))%)"
+if (( total >= QUOTA )); then
+    echo "the layer and the largest function exceed Lambda's unzipped quota" >&2
+    exit 1
+fi
 
 echo "== checkov"
 "$TOOLS/bin/checkov" -f template.yaml --framework cloudformation --quiet --compact --skip-download

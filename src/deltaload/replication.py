@@ -33,8 +33,13 @@ ALREADY_EXISTS = "ResourceAlreadyExistsFault"
 INVALID_STATE = "InvalidResourceStateFault"
 FULL_LOAD_FINISHED = "FULL_LOAD_ONLY_FINISHED"
 TABLE_COMPLETED = "Table completed"
+# ReplicationInstanceStatus values that never become "available" (API Reference,
+# ReplicationInstance: https://docs.aws.amazon.com/dms/latest/APIReference/API_ReplicationInstance.html);
+# creating, modifying, upgrading, rebooting, resetting-master-credentials and maintenance
+# are waited out.
 INSTANCE_FAILED = {
     "failed",
+    "incompatible-credentials",
     "incompatible-network",
     "incompatible-parameters",
     "inaccessible-encryption-credentials",
@@ -42,7 +47,37 @@ INSTANCE_FAILED = {
     "deleting",
     "deleted",
 }
-TASK_RUNNING = {"starting", "running", "stopping", "resuming"}
+
+# What teardown does in each documented status (docs/aws-fidelity.md, "Statuses").
+STOP, WAIT, DELETE, PROBE = "stop", "wait", "delete", "probe"
+
+# ReplicationTask.Status, DMS API Reference (ReplicationTask):
+# https://docs.aws.amazon.com/dms/latest/APIReference/API_ReplicationTask.html
+TASK_STOPPABLE = frozenset({"starting", "running"})
+TASK_WAIT = frozenset({"stopping", "creating", "modifying", "moving", "testing", "deleting"})
+TASK_DELETABLE = frozenset({"ready", "stopped", "failed", "failed-move"})
+TASK_STARTED = frozenset({"starting", "running", "stopping", "stopped", "failed"})
+
+# DMS Serverless replication states, in order (DMS user guide, "AWS DMS Serverless
+# components": https://docs.aws.amazon.com/dms/latest/userguide/CHAP_Serverless.Components.html).
+# The API Reference leaves Replication.Status open ("The current status of the serverless
+# replication"); these are the wire spellings DMS answers for the guide's states.
+SERVERLESS_STARTING = (
+    "initializing",
+    "preparing_metadata_resources",
+    "testing_connection",
+    "fetching_metadata",
+    "calculating_capacity",
+    "provisioning_capacity",
+    "replication_starting",
+)
+SERVERLESS_STOPPABLE = frozenset({*SERVERLESS_STARTING, "running"})
+SERVERLESS_WAIT = frozenset({"stopping", "deleting"})
+# DeleteReplicationConfig: "You can delete the configuration when the replication is in a
+# non-RUNNING and non-STARTING state" (API Reference, DeleteReplicationConfig). "" is a
+# config whose replication was never started; created/ready a replication not yet run.
+SERVERLESS_DELETABLE = frozenset({"", "created", "ready", "stopped", "failed"})
+SERVERLESS_NOT_STARTED = frozenset({"", "created", "ready"})
 
 
 class ResourceError(DeltaloadError):
@@ -311,7 +346,7 @@ def start_task(clients: Clients, task: Mapping[str, Any]) -> bool:
     ``reload-target``); False when it had already been started (a retried step)."""
     status = task.get("Status")
     if status != "ready" or task.get("ReplicationTaskStartDate"):
-        if status in TASK_RUNNING or status in ("stopped", "failed"):
+        if status in TASK_STARTED:
             return False
         raise ResourceError(
             f"replication task {task.get('ReplicationTaskIdentifier')} is {status!r}, "
@@ -328,7 +363,7 @@ def start_task(clients: Clients, task: Mapping[str, Any]) -> bool:
 def start_serverless(clients: Clients, config_arn: str) -> bool:
     """Start the serverless replication with ``start-replication``; False if already started."""
     replication = find_replication(clients, config_arn)
-    if replication is not None and replication.get("Status") not in (None, "", "created"):
+    if replication is not None and (replication.get("Status") or "") not in SERVERLESS_NOT_STARTED:
         return False
     with transient_errors():
         clients.dms.start_replication(
@@ -468,79 +503,165 @@ def serverless_verdict(
     )
 
 
-# --- teardown --------------------------------------------------------------------------
+# --- teardown ---------------------------------------------------------------------------
 
 
-def _delete(clients: Clients, operation: str, **params: Any) -> None:
-    """Call a DMS delete, treating 'already gone' as done."""
+def teardown_action(kind: str, status: str) -> str:
+    """What teardown does with a task or serverless replication in ``status``.
+
+    ``stop`` it, ``wait`` for DMS to move it on, ``delete`` it (its config, for a serverless
+    replication), or ``probe`` a status no DMS page documents: try to stop, then to delete,
+    and wait if DMS refuses both.
+    """
+    if kind == "task":
+        stoppable, waiting, deletable = TASK_STOPPABLE, TASK_WAIT, TASK_DELETABLE
+    elif kind == "serverless":
+        stoppable, waiting, deletable = SERVERLESS_STOPPABLE, SERVERLESS_WAIT, SERVERLESS_DELETABLE
+    else:
+        raise ValueError(f"teardown_action: kind {kind!r} is not 'task' or 'serverless'")
+    status = status or ""
+    if status in stoppable:
+        return STOP
+    if status in waiting:
+        return WAIT
+    if status in deletable:
+        return DELETE
+    return PROBE
+
+
+def _attempt(clients: Clients, operation: str, **params: Any) -> str | None:
+    """Call a DMS stop or delete: None if DMS accepted it (or the resource is gone), else
+    DMS's InvalidResourceStateFault message (the resource is not in a state for it)."""
     try:
         with transient_errors():
             getattr(clients.dms, operation)(**params)
     except ClientError as error:
         if error_code(error) == NOT_FOUND:
-            return
+            return None
         if error_code(error) == INVALID_STATE:
-            return  # e.g. still stopping: the next pass tries again
+            return str(error.response.get("Error", {}).get("Message") or INVALID_STATE)
         raise
+    return None
+
+
+@dataclass
+class _Pass:
+    """What one teardown pass did and what is left (see ``teardown_pass``)."""
+
+    remaining: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def delete(self, clients: Clients, what: str, operation: str, **params: Any) -> None:
+        """Ask DMS to delete ``what``; a refusal is noted, never counted as deleted."""
+        refusal = _attempt(clients, operation, **params)
+        if refusal is None:
+            self.deleted.append(what)
+        else:
+            self.notes.append(f"{what}: DMS refused the delete ({refusal}); trying again later")
+
+    def result(self) -> dict[str, Any]:
+        return {
+            "done": not self.remaining,
+            "remaining": self.remaining,
+            "deleted": self.deleted,
+            "notes": self.notes,
+        }
+
+
+def _advance(
+    clients: Clients,
+    step: _Pass,
+    what: str,
+    action: str,
+    status: str,
+    stop: tuple[str, dict[str, Any]],
+    delete: tuple[str, dict[str, Any]],
+) -> None:
+    """Stop, wait for or delete a task / serverless replication according to ``action``."""
+    step.remaining.append(what)
+    if action == WAIT:
+        step.notes.append(f"{what} is {status!r}; waiting for DMS")
+        return
+    if action in (STOP, PROBE):
+        refusal = _attempt(clients, stop[0], **stop[1])
+        if refusal is None:
+            step.notes.append(f"{what} was {status!r}; stop requested")
+            return
+        if action == STOP:
+            step.notes.append(f"{what} is {status!r}; DMS refused the stop ({refusal}); waiting")
+            return
+    step.delete(clients, what, delete[0], **delete[1])
 
 
 def teardown_pass(clients: Clients, names: DmsNames, mode: str) -> dict[str, Any]:
     """Advance the deletion of everything the run may have created, in dependency order.
 
     Tasks (and a serverless config) go first; endpoints and the instance only once no
-    task of the run exists any more. Returns {"done", "remaining", "deleted"}.
+    task of the run exists any more. Each resource gets the one call its status allows
+    (``teardown_action``), so a pass never repeats a call DMS must refuse; the caller
+    repeats passes with backoff until ``done`` or its deadline. Returns {"done",
+    "remaining", "deleted", "notes"}: ``deleted`` lists only deletes DMS accepted, and
+    ``notes`` says why each remaining resource is still there.
     """
-    remaining: list[str] = []
-    deleted: list[str] = []
+    step = _Pass()
 
     if mode == "serverless":
         config = find_config(clients, names.config)
         if config is not None:
             arn = config["ReplicationConfigArn"]
             replication = find_replication(clients, arn)
-            status = (replication or {}).get("Status", "")
-            if status in TASK_RUNNING:
-                if status != "stopping":
-                    _delete(clients, "stop_replication", ReplicationConfigArn=arn)
-            else:
-                _delete(clients, "delete_replication_config", ReplicationConfigArn=arn)
-                deleted.append(f"config {names.config}")
-            remaining.append(f"config {names.config}")
+            status = str((replication or {}).get("Status") or "")
+            _advance(
+                clients,
+                step,
+                f"config {names.config}",
+                teardown_action("serverless", status),
+                status,
+                ("stop_replication", {"ReplicationConfigArn": arn}),
+                ("delete_replication_config", {"ReplicationConfigArn": arn}),
+            )
     else:
         task = find_task(clients, names.task)
         if task is not None:
             arn = task["ReplicationTaskArn"]
-            status = task.get("Status", "")
-            if status in TASK_RUNNING:
-                if status != "stopping":
-                    _delete(clients, "stop_replication_task", ReplicationTaskArn=arn)
-            elif status != "deleting":
-                _delete(clients, "delete_replication_task", ReplicationTaskArn=arn)
-                deleted.append(f"task {names.task}")
-            remaining.append(f"task {names.task}")
+            status = str(task.get("Status") or "")
+            _advance(
+                clients,
+                step,
+                f"task {names.task}",
+                teardown_action("task", status),
+                status,
+                ("stop_replication_task", {"ReplicationTaskArn": arn}),
+                ("delete_replication_task", {"ReplicationTaskArn": arn}),
+            )
 
-    if remaining:
+    if step.remaining:
         # Endpoints and instances cannot go while a task still uses them.
-        return {"done": False, "remaining": remaining, "deleted": deleted}
+        return step.result()
 
     endpoint = find_endpoint(clients, names.target_endpoint)
     if endpoint is not None:
+        what = f"endpoint {names.target_endpoint}"
         if endpoint.get("Status") != "deleting":
-            _delete(clients, "delete_endpoint", EndpointArn=endpoint["EndpointArn"])
-            deleted.append(f"endpoint {names.target_endpoint}")
+            step.delete(clients, what, "delete_endpoint", EndpointArn=endpoint["EndpointArn"])
         if find_endpoint(clients, names.target_endpoint) is not None:
-            remaining.append(f"endpoint {names.target_endpoint}")
+            step.remaining.append(what)
 
     if mode == "instance":
         instance = find_instance(clients, names.instance)
         if instance is not None:
-            if instance.get("ReplicationInstanceStatus") != "deleting":
-                _delete(
+            what = f"instance {names.instance}"
+            status = str(instance.get("ReplicationInstanceStatus") or "")
+            if status == "deleting":
+                step.notes.append(f"{what} is 'deleting'; waiting for DMS")
+            else:
+                step.delete(
                     clients,
+                    what,
                     "delete_replication_instance",
                     ReplicationInstanceArn=instance["ReplicationInstanceArn"],
                 )
-                deleted.append(f"instance {names.instance}")
-            remaining.append(f"instance {names.instance}")
+            step.remaining.append(what)
 
-    return {"done": not remaining, "remaining": remaining, "deleted": deleted}
+    return step.result()

@@ -619,6 +619,7 @@ def teardown(event: dict, clients: Clients, settings: Settings, now: Now = utcno
     )
     phase = "teardown-after-failure" if event.get("error") else "teardown"
     remaining = outcome["remaining"]
+    why = "; ".join(outcome.get("notes") or [])
     return _poll(
         event,
         settings,
@@ -628,7 +629,9 @@ def teardown(event: dict, clients: Clients, settings: Settings, now: Now = utcno
         done=outcome["done"],
         failed=False,
         status="deleted" if outcome["done"] else "deleting " + ", ".join(remaining),
-        reason="" if outcome["done"] else "still deleting " + ", ".join(remaining),
+        reason=""
+        if outcome["done"]
+        else "still deleting " + ", ".join(remaining) + (f" ({why})" if why else ""),
         remaining=remaining,
         deleted=outcome["deleted"],
     )
@@ -691,8 +694,10 @@ def cleanup_aborted(
             return {"failure": failure, "teardown": outcome}
         moment = now().timestamp()
         if backoff.deadline_passed(deadline, moment):
+            why = "; ".join(outcome.get("notes") or [])
             raise TransientError(
                 f"table {table!r}: run {run_id} still has {', '.join(outcome['remaining'])}"
+                + (f" ({why})" if why else "")
             )
         _sleep(max(1, backoff.wait_within(attempt, 5, 60, deadline, moment)))
         attempt += 1

@@ -112,6 +112,7 @@ def test_teardown_is_idempotent_when_nothing_exists(dms: FakeDms, clients: Clien
         "done": True,
         "remaining": [],
         "deleted": [],
+        "notes": [],
     }
 
 

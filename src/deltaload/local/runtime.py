@@ -214,9 +214,12 @@ class LocalRuntime:
         # One handler at a time, as in one Lambda container: Powertools' logger, metrics
         # and the process environment are global, and concurrent runs would mix them.
         self._handler_lock = threading.RLock()
+        # Which function's handler runs on this thread (its logical id), so a botocore
+        # event handler can tell whose role an AWS call is made with.
+        self.running = threading.local()
         self.invocations: dict[str, int] = {}
         self.recovered: list[RecoveredRun] = []
-        self._local = threading.local()  # the function a thread is running, for fault points
+        self._local = threading.local()  # per thread: is it running the abort clean-up
         self._closing = threading.Event()  # interrupted: executions may start no handler
         self._persist_locks = {logical_id: threading.Lock() for logical_id in PERSISTED_TABLES}
         self._locked = False
@@ -421,7 +424,7 @@ class LocalRuntime:
             fault_points.checkpoint("mid-load")
 
     def _current_function(self) -> str:
-        return getattr(self._local, "function", None) or "command"
+        return getattr(self.running, "function", None) or "command"
 
     def _create_table(self, logical_id: str) -> None:
         props = self.template.properties(logical_id)
@@ -563,14 +566,12 @@ class LocalRuntime:
             return 200, body, True
         with self._handler_lock:
             self.invocations[function.logical_id] = self.invocations.get(function.logical_id, 0) + 1
-            previous, self._local.function = (
-                getattr(self._local, "function", None),
-                function.logical_id,
-            )
+            caller = getattr(self.running, "function", None)
+            self.running.function = function.logical_id
             try:
                 result = self._call(handler, event, function)
             finally:
-                self._local.function = previous
+                self.running.function = caller
                 # With metrics disabled locally Powertools never flushes, so its metric set
                 # would grow from one invocation to the next.
                 from deltaload.observability import metrics

@@ -17,6 +17,8 @@ over 8 MB). Here a command touches only the objects it reads or writes:
   the checksum botocore sent (aws-chunked trailer, ``x-amz-checksum-*`` or
   ``Content-MD5``), fsyncs it and renames it over the key, so a reader or a kill sees the
   old object or the new one, never half of one; a reader holding the old file keeps it;
+  a killed writer's temporary file is never listed and is removed when its folder is
+  next listed;
 - a read streams from the file (ranges seek), never holding a whole object in memory;
 - multipart parts are files under ``<root>/.uploads/<uploadId>/`` until completed;
 - CopyObject hard-links the source (objects are never changed in place, only replaced
@@ -48,6 +50,7 @@ import base64
 import contextlib
 import errno
 import hashlib
+import io
 import json
 import os
 import re
@@ -76,7 +79,8 @@ _ANSWERED_URL = "https://local-s3.invalid/"
 _NS = "http://s3.amazonaws.com/doc/2006-03-01/"
 _BLOCK = 1024 * 1024
 # Temporary files live next to their target (same file system, so the rename is atomic)
-# under this prefix; keys with a segment starting with it are refused, listings skip it.
+# as <TMP_PREFIX><pid>-<uuid>.tmp; keys with a segment starting with it are refused,
+# listings skip them and remove those whose process is gone (a killed writer).
 TMP_PREFIX = ".deltaload-s3-"
 UPLOADS = ".uploads"
 MAX_KEYS = 1000  # ListObjectsV2's page size and DeleteObjects' batch limit
@@ -84,8 +88,6 @@ MAX_KEY_BYTES = 1024  # https://docs.aws.amazon.com/AmazonS3/latest/userguide/ob
 MAX_COPY_BYTES = 5 * 1024**3  # CopyObject copies up to 5 GB in one operation
 MIN_PART_BYTES = 5 * 1024**2  # every part but the last, CompleteMultipartUpload
 _BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
-
-API = "https://docs.aws.amazon.com/AmazonS3/latest/API/"
 
 
 class S3Error(Exception):
@@ -130,12 +132,13 @@ def _parse(request: Any, url: str) -> _Request:
     parts = urlsplit(url)
     host = (parts.hostname or "").lower()
     path = parts.path
+    path = path.removeprefix("/")  # only the first: key "/a" is sent as "//a"
     if host.startswith(("s3.", "s3-")) or ".s3." not in host:  # path style
-        bucket, _, key = path.lstrip("/").partition("/")
+        bucket, _, key = path.partition("/")
         region_host = host
     else:  # virtual-hosted style: https://<bucket>.s3.<region>.amazonaws.com/<key>
         bucket, _, region_host = host.partition(".")
-        key = path.lstrip("/")
+        key = path
     labels = region_host.split(".")
     region = labels[1] if len(labels) > 3 and labels[0] == "s3" else "us-east-1"
     query = {k: v[0] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
@@ -254,36 +257,52 @@ _CHECKSUMS: dict[str, Callable[[], Any]] = {
 
 
 class _Reader:
-    """Buffered reads over a botocore request body (bytes, str, file-like or None)."""
+    """Buffered reads over a botocore request body (bytes, str, file-like or None).
+
+    Reads may return fewer bytes than asked (callers loop); the buffer only ever holds
+    what one line or one short read needs, so a large body is never held whole.
+    """
 
     def __init__(self, body: Any) -> None:
         if body is None:
             body = b""
         if isinstance(body, str):
             body = body.encode()
-        self._bytes = body if isinstance(body, bytes | bytearray) else None
-        self._file = None if self._bytes is not None else body
-        self._buffer = b""
+        if isinstance(body, bytes | bytearray | memoryview):
+            body = io.BytesIO(bytes(body))
+        self._file = body
+        self._buffer = bytearray()
+        self._eof = False
+
+    def _more(self, size: int) -> bytes:
+        data = self._file.read(size)
+        if isinstance(data, str):
+            data = data.encode()
+        if not data:
+            self._eof = True
+        return data or b""
 
     def read(self, size: int) -> bytes:
-        if self._bytes is not None:
-            chunk, self._bytes = bytes(self._bytes[:size]), self._bytes[size:]
+        if self._buffer:
+            chunk = bytes(self._buffer[:size])
+            del self._buffer[:size]
             return chunk
-        while len(self._buffer) < size:
-            more = self._file.read(max(size - len(self._buffer), 64 * 1024))
-            if not more:
-                break
-            self._buffer += more if isinstance(more, bytes) else more.encode()
-        chunk, self._buffer = self._buffer[:size], self._buffer[size:]
-        return chunk
+        return b"" if self._eof else self._more(size)
+
+    def read_exactly(self, size: int) -> bytes:
+        data = b""
+        while len(data) < size and (chunk := self.read(size - len(data))):
+            data += chunk
+        return data
 
     def readline(self, limit: int = 64 * 1024) -> bytes:
-        line = b""
-        while not line.endswith(b"\n") and len(line) < limit:
-            byte = self.read(1)
-            if not byte:
+        while (end := self._buffer.find(b"\n")) < 0 and len(self._buffer) < limit:
+            if self._eof:
                 break
-            line += byte
+            self._buffer += self._more(64 * 1024)
+        end = end + 1 if end >= 0 else len(self._buffer)
+        line = bytes(self._buffer[:end])
+        del self._buffer[:end]
         return line
 
 
@@ -355,7 +374,7 @@ class _Decoder:
                 left -= len(chunk)
                 self._count(chunk)
                 yield chunk
-            if reader.read(2) != b"\r\n":
+            if reader.read_exactly(2) != b"\r\n":
                 raise S3Error("IncompleteBody", "malformed aws-chunked body: no CRLF", 400)
         while line := reader.readline().strip():
             name, _, value = line.decode().partition(":")
@@ -512,7 +531,7 @@ class DiskS3:
     def delete_bucket(self, request: _Request) -> AWSResponse:
         """DeleteBucket: only an empty bucket (BucketNotEmpty, API_DeleteBucket.html)."""
         path = self.bucket_path(request.bucket)
-        if next(self._walk(path, "", ""), None) is not None:
+        if next(self._walk(path, "", b"", b"", _Cursor()), None) is not None:
             raise S3Error("BucketNotEmpty", "The bucket you tried to delete is not empty", 409)
         shutil.rmtree(path)
         return _response(request.url, 204)
@@ -864,7 +883,7 @@ class DiskS3:
         for attempt in range(5):
             try:
                 target.parent.mkdir(parents=True, exist_ok=True)
-                tmp = target.parent / f"{TMP_PREFIX}{uuid.uuid4().hex}.tmp"
+                tmp = target.parent / f"{TMP_PREFIX}{os.getpid()}-{uuid.uuid4().hex}.tmp"
                 tmp.touch(exist_ok=False)
                 break
             except (FileExistsError, NotADirectoryError):
@@ -922,9 +941,16 @@ class DiskS3:
     ) -> Iterator[tuple[str, os.DirEntry[str]]]:
         try:
             with os.scandir(folder) as scan:
-                entries = [e for e in scan if not e.name.startswith(TMP_PREFIX)]
+                entries = list(scan)
         except (FileNotFoundError, NotADirectoryError):
             return
+        for entry in [e for e in entries if e.name.startswith(TMP_PREFIX)]:
+            entries.remove(entry)
+            # A killed writer's temp file: removed when its folder is next listed.
+            pid = entry.name.removeprefix(TMP_PREFIX).split("-", 1)[0]
+            if pid.isdigit() and not _alive(int(pid)):
+                with contextlib.suppress(OSError):
+                    os.unlink(entry.path)
         keyed = []
         for entry in entries:
             is_dir = entry.is_dir(follow_symlinks=False)

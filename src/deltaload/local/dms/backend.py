@@ -19,6 +19,7 @@ from .faults import FaultRegistry
 from .loader import TABLE_COMPLETED, LoadCancelled, LoadRequest, TableStat, run_full_load
 from .mapping import TableMapping, parse_table_mappings
 from .models import (
+    SERVERLESS_PHASES,
     STOP_FATAL,
     STOP_FULL_LOAD_FINISHED,
     STOP_NORMAL,
@@ -49,7 +50,11 @@ from .writer import DEFAULT_MAX_FILE_KB, TargetSettings
 LOG = logging.getLogger(__name__)
 ACCOUNT = "123456789012"
 _RUNNING = {"starting", "running", "stopping"}
-_SERVERLESS_ACTIVE = {"initializing", "provisioning capacity", "running", "stopping"}
+# StopReplication stops a replication that is starting (any phase) or running; the config
+# cannot be deleted while its replication is starting, running or stopping
+# (API Reference, DeleteReplicationConfig: "non-RUNNING and non-STARTING state").
+_SERVERLESS_STOPPABLE = {*SERVERLESS_PHASES, "running"}
+_SERVERLESS_ACTIVE = {*_SERVERLESS_STOPPABLE, "stopping"}
 
 Handler = Callable[[dict[str, Any], str], dict[str, Any]]
 
@@ -216,20 +221,24 @@ class DmsBackend:
         )
         return {"Connection": connection.to_wire()}
 
-    def _probe(self, connection: Connection) -> None:
+    def _reach(self, endpoint: Endpoint) -> str | None:
+        """None if the endpoint's database or bucket answers, else why not."""
         try:
-            endpoint = connection.endpoint
             if endpoint.endpoint_type == "target":
                 bucket = endpoint.settings["S3Settings"]["BucketName"]
                 self._clients("s3").head_bucket(Bucket=bucket)
             else:
                 with open_reader(self.source_config(endpoint)) as reader:
                     reader.list_tables({"table"})
-            status, failure = "successful", None
         except Exception as exc:
-            status, failure = "failed", _safe_message(exc)
+            return _safe_message(exc)
+        return None
+
+    def _probe(self, connection: Connection) -> None:
+        failure = self._reach(connection.endpoint)
         with self._lock:
-            connection.status, connection.failure = status, failure
+            connection.status = "successful" if failure is None else "failed"
+            connection.failure = failure
 
     def op_describe_connections(self, params: dict[str, Any], _: str) -> dict[str, Any]:
         """DMS DescribeConnections."""
@@ -537,6 +546,8 @@ class DmsBackend:
         skip = _completed(task) if start_type == "resume-processing" else set()
         self._begin(task, "starting", fresh=start_type != "resume-processing")
         generation = task.generation
+        if self.faults.take("hold", task.ident, "starting") is not None:
+            return {"ReplicationTask": task.to_wire()}  # stays starting until stopped
         self._scheduler.later(
             self.timing.task_start,
             lambda: self._launch(
@@ -595,7 +606,7 @@ class DmsBackend:
         with self._lock:
             if state.generation != generation or state.status not in (
                 "starting",
-                "provisioning capacity",
+                SERVERLESS_PHASES[-1],
             ):
                 return
             owner = _owner(state)
@@ -673,7 +684,7 @@ class DmsBackend:
 
     def _request_stop(self, state: LoadState) -> None:
         generation = state.generation
-        was_starting = state.status in ("starting", "initializing", "provisioning capacity")
+        was_starting = state.status in ("starting", *SERVERLESS_PHASES)
         state.status = "stopping"
         state.cancel.set()
         # A stalled or not yet running load has no loader to notice the cancel.
@@ -738,7 +749,13 @@ class DmsBackend:
             raise e.InvalidResourceStateFault(
                 f"Replication config {config.ident}: its replication is {run.status}; stop it first"
             )
+        if run is not None and run.status == "deleting":
+            raise e.InvalidResourceStateFault(
+                f"Replication config {config.ident} is already being deleted"
+            )
         wire = config.to_wire()
+        if run is not None:
+            run.status, run.updated = "deleting", now()
         self._scheduler.later(self.timing.config_delete, lambda: self._drop_config(config))
         return {"ReplicationConfig": wire}
 
@@ -764,7 +781,7 @@ class DmsBackend:
             )
         skip = _completed(run) if start_type == "resume-processing" else set()
         config.replication = run
-        self._begin(run, "initializing", fresh=start_type != "resume-processing")
+        self._begin(run, SERVERLESS_PHASES[0], fresh=start_type != "resume-processing")
         run.start_type, run.provision_state, run.deprovisioned = (
             str(start_type),
             "provisioning",
@@ -772,20 +789,72 @@ class DmsBackend:
         )
         run.updated = now()
         generation = run.generation
-        half = self.timing.serverless_provision / 2
-        self._scheduler.later(half, lambda: self._provisioning(run, generation))
-        self._scheduler.later(
-            2 * half,
-            lambda: self._launch(
+
+        def launch() -> None:
+            self._launch(
                 run, generation, config.mapping, config.source_arn, config.target_arn, skip
-            ),
-        )
+            )
+
+        endpoints = (config.source_arn, config.target_arn)
+        self._enter_phase(run, generation, 0, endpoints, launch)
         return {"Replication": config.replication_wire()}
 
-    def _provisioning(self, run: Replication, generation: int) -> None:
+    def _enter_phase(
+        self,
+        run: Replication,
+        generation: int,
+        index: int,
+        endpoints: tuple[str, str],
+        launch: Callable[[], None],
+    ) -> None:
+        """Move a starting replication into phase ``index``; after the last one, launch."""
+        phase = SERVERLESS_PHASES[index]
         with self._lock:
-            if run.generation == generation and run.status == "initializing":
-                run.status, run.updated = "provisioning capacity", now()
+            if run.generation != generation or run.status not in SERVERLESS_PHASES:
+                return  # stopped (or restarted) meanwhile
+            run.status, run.updated = phase, now()
+            if self.faults.take("hold", run.ident, phase) is not None:
+                return  # stays in this phase until stopped
+        step = self.timing.serverless_provision / len(SERVERLESS_PHASES)
+        if index + 1 == len(SERVERLESS_PHASES):
+            self._scheduler.later(step, launch)
+            return
+
+        def advance() -> None:
+            self._enter_phase(run, generation, index + 1, endpoints, launch)
+
+        if phase == "testing_connection":
+            # "DMS Serverless verifies that the connection to your source and target
+            # databases are set up successfully" (user guide, Serverless components).
+            self._scheduler.later(
+                step,
+                lambda: self._pool.submit(
+                    self._test_connections, run, generation, endpoints, advance
+                ),
+            )
+        else:
+            self._scheduler.later(step, advance)
+
+    def _test_connections(
+        self,
+        run: Replication,
+        generation: int,
+        endpoints: tuple[str, str],
+        advance: Callable[[], None],
+    ) -> None:
+        """Fail the replication in testing_connection if an endpoint does not answer."""
+        for arn in endpoints:
+            with self._lock:
+                endpoint = self.endpoints.get(arn)
+            failure = "the endpoint was deleted" if endpoint is None else self._reach(endpoint)
+            if failure is not None:
+                name = endpoint.ident if endpoint else arn
+                with self._lock:  # re-entrant: _finish takes it too
+                    if run.generation == generation and run.status == "testing_connection":
+                        message = f"Test connection to {name} failed: {failure}"
+                        self._finish(run, generation, failure=message)
+                return
+        advance()
 
     def _deprovisioned(self, run: Replication, generation: int) -> None:
         with self._lock:
@@ -796,7 +865,7 @@ class DmsBackend:
         """DMS StopReplication."""
         config = self._config(params.get("ReplicationConfigArn", ""))
         run = config.replication
-        if run is None or run.status not in ("initializing", "provisioning capacity", "running"):
+        if run is None or run.status not in _SERVERLESS_STOPPABLE:
             status = run.status if run else "not started"
             raise e.InvalidResourceStateFault(
                 f"Replication config {config.ident}: replication is {status}; nothing to stop"

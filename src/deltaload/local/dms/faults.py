@@ -91,6 +91,22 @@ class FaultRegistry:
         """Keep the next ``times`` started matching tasks ``running`` until they are stopped."""
         self._arm(Fault("stall", pattern, times))
 
+    def hold(self, pattern: str, status: str, *, times: int = 1) -> None:
+        """Keep the next ``times`` started matching replications in ``status`` until stopped.
+
+        ``status`` is one of the states a start passes through before ``running``: a
+        serverless phase (``initializing`` ... ``replication_starting``) or a task's
+        ``starting``. The replication stays there until StopReplication(Task).
+        """
+        from .models import SERVERLESS_PHASES  # a leaf module; imported here to stay light
+
+        if status not in (*SERVERLESS_PHASES, "starting"):
+            raise ValueError(
+                f"hold: {status!r} is not a start phase "
+                f"({', '.join((*SERVERLESS_PHASES, 'starting'))})"
+            )
+        self._arm(Fault("hold", pattern, times, operation=status))
+
     def clear(self) -> None:
         """Disarm every fault."""
         with self._lock:

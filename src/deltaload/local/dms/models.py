@@ -14,6 +14,20 @@ STOP_FULL_LOAD_FINISHED = "Stop Reason FULL_LOAD_ONLY_FINISHED"
 STOP_NORMAL = "Stop Reason NORMAL"
 STOP_FATAL = "Stop Reason FATAL_ERROR"
 
+# The states a DMS Serverless replication passes through after StartReplication, in order,
+# before "running" (DMS user guide, "AWS DMS Serverless components":
+# https://docs.aws.amazon.com/dms/latest/userguide/CHAP_Serverless.Components.html).
+# The guide names them in title case; DescribeReplications answers these spellings.
+SERVERLESS_PHASES = (
+    "initializing",
+    "preparing_metadata_resources",
+    "testing_connection",
+    "fetching_metadata",
+    "calculating_capacity",
+    "provisioning_capacity",
+    "replication_starting",
+)
+
 
 def now() -> datetime:
     """The current time, time-zone aware (UTC)."""

@@ -27,7 +27,7 @@ class Timing:
     task_stop: float = 0.05  # stopping -> stopped
     task_delete: float = 0.05  # deleting -> gone
     connection_test: float = 0.05  # testing -> successful/failed
-    serverless_provision: float = 0.2  # initializing ... -> running
+    serverless_provision: float = 0.2  # StartReplication: the seven phases -> running
     serverless_deprovision: float = 0.1  # after stop: deprovisioning -> deprovisioned
     config_delete: float = 0.05  # replication config deleting -> gone
 
