@@ -213,7 +213,8 @@ def test_a_kill_at_any_phase_loses_and_doubles_nothing(folder: Folder, phase: st
 
     rerun = folder.run("run")
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
-    assert "Traceback" not in rerun.stderr
+    assert "Traceback" not in rerun.stderr and "No application metrics" not in rerun.stderr
+    assert "loaded" in rerun.stdout or "nothing to load" in rerun.stdout
     folder.assert_sound()
     item = folder.items()["orders_s3"]
     assert "lockOwner" not in item, item
@@ -283,6 +284,12 @@ def test_onboard_during_a_run_waits_and_undoes_nothing(folder: Folder) -> None:
     refused = folder.run("--lock-timeout", "0", "run")
     assert refused.returncode == 1
     assert f"in use by pid {run.pid}" in refused.stderr and "Traceback" not in refused.stderr
+
+    # A reader takes no lock: it shows the committed state, the run's lock included.
+    status = folder.run("--lock-timeout", "0", "status", "--json")
+    assert status.returncode == 0, status.stderr
+    [seen] = json.loads(status.stdout)
+    assert seen["lockOwner"] == folder.items()["orders_s3"]["lockOwner"]
 
     other = {**SEED, "targetTableName": "orders_copy_s3"}
     (folder.base / "other.json").write_text(json.dumps(other))
