@@ -195,21 +195,35 @@ def fail(message: str) -> typer.Exit:
     return typer.Exit(1)
 
 
-def read_item_files(files: list[Path]) -> tuple[list[dict[str, Any]], list[str]]:
-    """Every item in the files, plus one message per invalid item or unreadable file."""
+def read_item_files(
+    files: list[Path], unique: bool = False
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """Every item in the files, plus one message per invalid item or unreadable file (and,
+    with ``unique``, per table given more than once)."""
     valid: list[dict[str, Any]] = []
     problems: list[str] = []
+    where: dict[str, Path] = {}
     for file in files:
         try:
-            document = json.loads(file.read_text())
-        except (OSError, json.JSONDecodeError) as error:
+            document = json.loads(file.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError, RecursionError) as error:
             problems.append(f"{file}: cannot read JSON: {error}")
             continue
         for raw in load_items(document):
             try:
-                valid.append(parse_item(raw).to_plain())
+                item = parse_item(raw).to_plain()
             except InvalidItemError as error:
                 problems.append(f"{file}: {error}")
+                continue
+            table = item["targetTableName"]
+            if unique and table in where:
+                problems.append(
+                    f"{file}: the item for table {table!r} is given twice "
+                    f"(also in {where[table]}); give each table once"
+                )
+                continue
+            where[table] = file
+            valid.append(item)
     return valid, problems
 
 
@@ -247,7 +261,7 @@ def onboard(
     An item that already exists keeps its watermark and run state unless --reset is given;
     nothing is written when any item is invalid, or while a table's run holds its lock.
     """
-    valid, problems = read_item_files(files)
+    valid, problems = read_item_files(files, unique=True)
     if problems:
         for problem in problems:
             errors.print(f"[red]invalid[/red] {escape(problem)}", highlight=False)
@@ -257,15 +271,13 @@ def onboard(
 
         session = boto3.Session(profile_name=profile, region_name=region)
         name = table or _stack_output(session, stack or "", "ControllerTableName")
-        client = session.client("dynamodb")
-        for item in valid:
-            _put_preserving_state(client, name, item, reset)
-            console.print(f"onboarded {item['targetTableName']} into {name}")
+        for item in _put_preserving_state(session.client("dynamodb"), name, valid, reset):
+            console.print(f"onboarded {item} into {name}")
         return
     with runtime() as rt:
-        for item in valid:
-            _put_preserving_state(rt.session.client("dynamodb"), rt.controller_table, item, reset)
-            console.print(f"onboarded {item['targetTableName']} (local)")
+        client = rt.session.client("dynamodb")
+        for item in _put_preserving_state(client, rt.controller_table, valid, reset):
+            console.print(f"onboarded {item} (local)")
         rt.save()
 
 
@@ -277,23 +289,144 @@ def _stack_output(session: Any, stack: str, key: str) -> str:
     raise fail(f"stack {stack!r} has no output {key}")
 
 
-def _put_preserving_state(client: Any, table_name: str, item: dict[str, Any], reset: bool) -> None:
+# DynamoDB's TransactWriteItems takes at most 100 actions:
+# https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_TransactWriteItems.html
+TRANSACTION_MAX_ITEMS = 100
+
+
+def _put_preserving_state(
+    client: Any, table_name: str, items: list[dict[str, Any]], reset: bool
+) -> list[str]:
+    """Put the items, keeping each table's watermark and run state unless ``reset``.
+
+    Every item is checked before anything is written: a table whose run holds its lock, or
+    whose recorded watermark belongs to another filter column or kind, refuses the whole
+    command. The writes are then transactions conditioned on what was read (no lock taken,
+    the watermark unchanged), so a run starting in between refuses them too.
+    """
+    from botocore.exceptions import ClientError
+
     from deltaload.items import from_dynamodb
 
-    key = {"targetTableName": {"S": item["targetTableName"]}}
-    existing = from_dynamodb(client.get_item(TableName=table_name, Key=key).get("Item", {}))
     now = int(datetime.now(UTC).timestamp())
-    if existing.get("lockOwner") and float(existing.get("lockExpiresAt", 0)) > now:
-        raise fail(
-            f"{item['targetTableName']}: run {existing['lockOwner']} holds the lock; "
+    writes: list[dict[str, Any]] = []
+    refusals: list[str] = []
+    for item in items:
+        key = {"targetTableName": {"S": item["targetTableName"]}}
+        raw = client.get_item(TableName=table_name, Key=key, ConsistentRead=True).get("Item", {})
+        existing = from_dynamodb(raw)
+        merged, refusal = _merge_state(item, existing, reset, now)
+        if refusal:
+            refusals.append(refusal)
+            continue
+        writes.append(_conditional_put(table_name, merged, existing, now))
+    if refusals:
+        for refusal in refusals:
+            errors.print(f"[red]refused[/red] {escape(refusal)}", highlight=False)
+        raise fail("nothing was written: fix the items above first")
+    written: list[str] = []
+    for start in range(0, len(writes), TRANSACTION_MAX_ITEMS):
+        chunk = writes[start : start + TRANSACTION_MAX_ITEMS]
+        try:
+            client.transact_write_items(TransactItems=chunk)
+        except ClientError as error:
+            done = f"; already written: {', '.join(written)}" if written else ""
+            nothing = "" if written else "nothing was written: "
+            raise fail(
+                f"{nothing}a run started or an item changed while onboarding "
+                f"({error.response.get('Error', {}).get('Message', error)}); onboard again"
+                f"{done}"
+            ) from None
+        written += [w["Put"]["Item"]["targetTableName"]["S"] for w in chunk]
+    return written
+
+
+def _merge_state(
+    item: dict[str, Any], existing: dict[str, Any], reset: bool, now: int
+) -> tuple[dict[str, Any], str | None]:
+    """The item to write (with the run state it keeps) or why it must not be written."""
+    table = item["targetTableName"]
+    if existing.get("lockOwner") and _number(existing.get("lockExpiresAt")) > now:
+        return {}, (
+            f"{table}: run {existing['lockOwner']} holds the lock; "
             "onboard again when it has finished"
         )
     merged = {k: v for k, v in item.items() if k not in RUN_STATE_ATTRIBUTES}
-    if not reset:
-        merged |= {k: v for k, v in existing.items() if k in RUN_STATE_ATTRIBUTES}
-    merged.pop("lockOwner", None)
-    merged.pop("lockExpiresAt", None)
-    client.put_item(TableName=table_name, Item=to_dynamodb(merged))
+    if reset:
+        return merged, None
+    kept = {
+        k: v
+        for k, v in existing.items()
+        if k in RUN_STATE_ATTRIBUTES and k not in ("lockOwner", "lockExpiresAt")
+    }
+    watermark = kept.get("watermark")
+    if watermark is not None:
+        reason = _watermark_mismatch(item, existing, {**merged, "watermark": watermark})
+        if reason:
+            return {}, (
+                f"{table}: the recorded watermark {watermark!r} {reason}; pass --reset to "
+                "drop it (and the run state) so the next run starts from startvalue, "
+                "or onboard the item with its previous filter"
+            )
+    return merged | kept, None
+
+
+def _watermark_mismatch(
+    item: dict[str, Any], existing: dict[str, Any], merged: dict[str, Any]
+) -> str | None:
+    """Why the existing watermark cannot stay on the new item, or None when it can."""
+    old_column = existing.get("filtercolumn")
+    if old_column != item.get("filtercolumn"):
+        return f"was recorded on filter column {old_column!r}, not {item.get('filtercolumn')!r}"
+    try:
+        old_item = parse_item(existing)
+    except InvalidItemError:
+        old_item = None
+    new_kind = item.get("filtercolumntype")
+    if old_item is not None and old_item.filter_column_type.value != new_kind:
+        return (
+            f"was recorded for {old_item.filter_column_type.value} values of {old_column!r}, "
+            f"not {new_kind} ones"
+        )
+    try:
+        parse_item(merged)
+    except InvalidItemError as error:
+        return "does not fit the new item (" + "; ".join(str(p) for p in error.problems) + ")"
+    return None
+
+
+def _conditional_put(
+    table_name: str, merged: dict[str, Any], existing: dict[str, Any], now: int
+) -> dict[str, Any]:
+    """A TransactWriteItems Put that only succeeds if no run took the lock or moved the
+    watermark since the item was read."""
+    # A lock whose expiry is not a number counts as expired, as _merge_state read it.
+    condition = (
+        "(attribute_not_exists(lockOwner) OR NOT attribute_type(lockExpiresAt, :number)"
+        " OR lockExpiresAt < :now)"
+    )
+    values: dict[str, Any] = {":now": {"N": str(now)}, ":number": {"S": "N"}}
+    if "watermark" in existing:
+        condition += " AND watermark = :seen"
+        values[":seen"] = to_dynamodb({"w": existing["watermark"]})["w"]
+    else:
+        condition += " AND attribute_not_exists(watermark)"
+    return {
+        "Put": {
+            "TableName": table_name,
+            "Item": to_dynamodb(merged),
+            "ConditionExpression": condition,
+            "ExpressionAttributeValues": values,
+        }
+    }
+
+
+def _number(value: Any) -> float:
+    """A lock expiry as a number; anything unreadable counts as expired."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return 0.0
 
 
 # -- plan / status / runs ------------------------------------------------------------------------
@@ -484,6 +617,13 @@ def print_tick(result: Any) -> None:
         )
     if result.executions:
         print_executions(result.executions)
+        for execution in result.executions:
+            warning = (execution.output.get("recorded") or {}).get("warning")
+            if warning:
+                console.print(
+                    f"[yellow]warning[/yellow] {escape(execution.table)}: {escape(str(warning))}",
+                    soft_wrap=True,
+                )
     elif not starter.get("invalid") and not starter.get("skipped") and not starter.get("deferred"):
         console.print("no active tables to load")
 

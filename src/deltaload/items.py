@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 import re
 from collections.abc import Mapping
-from decimal import Decimal
+from decimal import Context, Decimal, InvalidOperation
 from enum import StrEnum
 from typing import Any
 
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from boto3.dynamodb.types import Binary, TypeDeserializer, TypeSerializer
 from pydantic import BaseModel, ConfigDict, Field
 
+from deltaload import tasksettings
 from deltaload.errors import InvalidItemError, Problem
 from deltaload.values import ColumnKind, canonical, expected_form, infer_kind, sort_key
 
@@ -60,10 +62,26 @@ MAY_HAVE_END = NEEDS_END | {FilterOperator.GTE}
 
 # Source identifiers are passed to DMS and to SQL; keep them to what every
 # supported engine accepts unquoted, so a typo or an injection attempt is
-# refused here rather than failing deep inside a DMS task.
-IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_$#]{0,127}$")
-TARGET_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
-S3_PREFIX = re.compile(r"^[A-Za-z0-9_.=-]+(/[A-Za-z0-9_.=-]+)*/?$")
+# refused here rather than failing deep inside a DMS task. Every pattern is applied
+# with fullmatch: ``$`` would also match before a trailing newline ("t\n").
+IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_$#]{0,127}")
+TARGET_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+S3_PREFIX = re.compile(r"[A-Za-z0-9_.=-]+(/[A-Za-z0-9_.=-]+)*/?")
+SAFETY_LAG = re.compile(r"[0-9]+", re.ASCII)
+
+# The longest safety lag an item may ask for: 30 days. Longer lags are almost certainly a
+# unit mistake (milliseconds), and far longer ones overflow the clock arithmetic.
+SAFETY_LAG_MAX = 30 * 24 * 3600
+# A filter value is one key of the filter column; longer ones are a mistake, and the run
+# state repeats these values several times on the item (lastWindow).
+FILTER_VALUE_MAX_BYTES = 1024
+# DynamoDB's item size limit, attribute names plus values, 1 KB = 1024 bytes:
+# https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/Constraints.html#limits-items
+# Part of it is kept for the run state every run writes on the item (lastRunError up to
+# 2,000 characters, lastWindow holding the window's values, run ids and times).
+DYNAMODB_ITEM_MAX_BYTES = 400 * 1024
+RUN_STATE_RESERVE_BYTES = 20 * 1024
+ITEM_DEFINITION_MAX_BYTES = DYNAMODB_ITEM_MAX_BYTES - RUN_STATE_RESERVE_BYTES
 
 PUBLISHED_ATTRIBUTES = (
     "activeflag",
@@ -163,12 +181,28 @@ class ControllerItem(BaseModel):
 
 def parse_item(raw: Mapping[str, Any]) -> ControllerItem:
     """Validate a plain-JSON controller item; raise InvalidItemError listing every problem."""
+    try:
+        return _parse_item(raw)
+    except RecursionError:
+        # DynamoDB nests at most 32 levels; a value nested this deep is no controller item.
+        table = raw.get("targetTableName") if isinstance(raw, Mapping) else None
+        raise InvalidItemError(
+            table if isinstance(table, str) else "<unreadable targetTableName>",
+            [Problem("<item>", "values nested too deeply to read", "expected flat attributes")],
+        ) from None
+
+
+def _parse_item(raw: Mapping[str, Any]) -> ControllerItem:
     if not isinstance(raw, Mapping):
         raise InvalidItemError(
             "<unknown>",
             [Problem("<item>", type(raw).__name__, "expected a JSON object of attributes")],
         )
-    table = _text(raw.get("targetTableName")) or "<missing targetTableName>"
+    table = _table_name(raw.get("targetTableName"))
+    # Values no JSON reader could give deltaload (a DynamoDB number such as 1e400 or abc,
+    # an Infinity): report them once and check the rest of the item without them.
+    unreadable = _unreadable(raw)
+    raw = {name: value for name, value in raw.items() if name not in unreadable}
     problems: list[Problem] = []
     values: dict[str, Any] = {}
 
@@ -190,15 +224,17 @@ def parse_item(raw: Mapping[str, Any]) -> ControllerItem:
     values["filter_operator"] = operator
     values["output_s3_prefix"] = _prefix(raw, problems)
     values["replication_task_settings"] = _task_settings(raw.get("replication_task_settings"))
-    if isinstance(values["replication_task_settings"], Problem):
-        problems.append(values.pop("replication_task_settings"))
-    values["safety_lag_seconds"] = _non_negative_int(raw.get("safetylagseconds"), problems)
+    if isinstance(values["replication_task_settings"], list):
+        problems += values.pop("replication_task_settings")
+    values["safety_lag_seconds"] = _safety_lag(raw.get("safetylagseconds"), problems)
     values["replication_mode"] = _enum(
         raw.get("replicationmode"), "replicationmode", ReplicationMode, problems
     )
-    values["description"] = _text(raw.get("description"))
+    values["description"] = _description(raw.get("description"), problems)
 
-    start, end = _text(raw.get("startvalue")), _text(raw.get("endvalue"))
+    start = _filter_value("startvalue", raw.get("startvalue"), problems)
+    end = _filter_value("endvalue", raw.get("endvalue"), problems)
+    watermark = _filter_value("watermark", raw.get("watermark"), problems)
     kind = _kind(raw.get("filtercolumntype"), start, problems)
     values["filter_column_type"] = kind
     if operator is not None:
@@ -206,7 +242,7 @@ def parse_item(raw: Mapping[str, Any]) -> ControllerItem:
     if kind is not None:
         values["start_value"] = _typed_value("startvalue", start, kind, problems)
         values["end_value"] = _typed_value("endvalue", end, kind, problems)
-        values["watermark"] = _watermark(_text(raw.get("watermark")), kind, operator, problems)
+        values["watermark"] = _watermark(watermark, kind, operator, problems)
         problems += _ordered(operator, kind, values["start_value"], values["end_value"])
     values["run_state"] = {
         name: _plain(raw[name])
@@ -214,15 +250,88 @@ def parse_item(raw: Mapping[str, Any]) -> ControllerItem:
         if name != "watermark" and name in raw
     }
 
-    if problems:
-        raise InvalidItemError(table, problems)
-    return ControllerItem(**values)
+    if not problems and not unreadable:
+        item = ControllerItem(**values)
+        problems += _size(item)
+        if not problems:
+            return item
+    raise InvalidItemError(table, _merge(unreadable, problems))
+
+
+class UnreadableNumber:
+    """A DynamoDB number that is not one (``{"N": "abc"}``, ``{"N": "1e400"}``).
+
+    ``from_dynamodb`` keeps it in place of the value, so that reading an item never fails
+    and ``parse_item`` reports it, naming the attribute.
+    """
+
+    def __init__(self, text: Any, reason: str) -> None:
+        self.text = text
+        self.reason = reason
+
+    def __repr__(self) -> str:
+        return f"UnreadableNumber({self.text!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, UnreadableNumber) and repr(other.text) == repr(self.text)
+
+    def __hash__(self) -> int:
+        return hash(repr(self.text))
+
+    def __str__(self) -> str:
+        return str(self.text)
+
+
+# DynamoDB numbers: up to 38 significant digits, magnitude from 1E-130 to
+# 9.9999999999999999999999999999999999999E+125, sent as strings; leading and trailing zeroes
+# are trimmed. https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/HowItWorks.NamingRulesDataTypes.html
+_DYNAMODB_NUMBER = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?", re.ASCII)
+_WIDE = Context(prec=200, Emax=10**6, Emin=-(10**6))
+NUMBER_RULE = (
+    "expected a number DynamoDB can store: digits with an optional fraction and exponent, "
+    "at most 38 significant digits, magnitude between 1E-130 and 9.99E+125"
+)
+
+
+def dynamodb_number(text: Any) -> Decimal | UnreadableNumber:
+    """The Decimal of a DynamoDB ``N`` value, or an UnreadableNumber saying why it is none."""
+    if not isinstance(text, str) or not _DYNAMODB_NUMBER.fullmatch(text.strip()):
+        return UnreadableNumber(text, "not a number")
+    try:
+        number = _WIDE.create_decimal(text.strip())
+    except InvalidOperation:  # pragma: no cover - the pattern admits only decimal numbers
+        return UnreadableNumber(text, "not a number")
+    if number.is_zero():
+        return Decimal(0)
+    digits = number.normalize(_WIDE).as_tuple().digits
+    if len(digits) > 38:
+        return UnreadableNumber(text, f"{len(digits)} significant digits")
+    if not Decimal("1E-130") <= abs(number) < Decimal("1E+126"):
+        return UnreadableNumber(text, "out of DynamoDB's number range")
+    return number
+
+
+class _Deserializer(TypeDeserializer):
+    """boto3's deserializer, with numbers checked as DynamoDB checks them instead of raising."""
+
+    def _deserialize_n(self, value: Any) -> Any:
+        return dynamodb_number(value)
+
+    def _deserialize_ns(self, value: Any) -> Any:
+        return [dynamodb_number(v) for v in value]
 
 
 def from_dynamodb(item: Mapping[str, Any]) -> dict[str, Any]:
-    """Convert a DynamoDB-JSON item ({"attr": {"S": "..."}}) to plain JSON."""
-    deserializer = TypeDeserializer()
-    return {name: _plain(deserializer.deserialize(value)) for name, value in item.items()}
+    """Convert a DynamoDB-JSON item ({"attr": {"S": "..."}}) to plain JSON; never raises
+    for a bad number (it becomes an UnreadableNumber that parse_item reports)."""
+    deserializer = _Deserializer()
+    plain: dict[str, Any] = {}
+    for name, value in item.items():
+        try:
+            plain[name] = _plain(deserializer.deserialize(value))
+        except (TypeError, ValueError, KeyError, AttributeError) as error:
+            plain[name] = UnreadableNumber(value, f"not a DynamoDB attribute value ({error})")
+    return plain
 
 
 def to_dynamodb(plain: Mapping[str, Any]) -> dict[str, Any]:
@@ -279,8 +388,19 @@ def _text(value: Any) -> str | None:
 
 
 def _describe(value: Any) -> str:
-    text = json.dumps(_plain(value), default=str)
+    text = json.dumps(_plain(value), default=describe_value)
     return text if len(text) <= 80 else text[:77] + "..."
+
+
+def describe_value(value: Any) -> str:
+    """JSON's fallback for values it cannot write: binary values, sets, unreadable numbers."""
+    if isinstance(value, Binary):
+        value = value.value
+    if isinstance(value, bytes | bytearray):
+        return f"<{len(value)} bytes>"
+    if isinstance(value, set | frozenset):
+        return "[" + ", ".join(sorted(describe_value(v) for v in value)) + "]"
+    return str(value)
 
 
 def _unknown_attributes(raw: Mapping[str, Any]) -> list[Problem]:
@@ -294,7 +414,7 @@ def _unknown_attributes(raw: Mapping[str, Any]) -> list[Problem]:
             if close
             else f"allowed attributes are {', '.join(KNOWN_ATTRIBUTES)}"
         )
-        problems.append(Problem(str(name), "an unknown attribute", allowed))
+        problems.append(Problem(_attribute_name(name), "an unknown attribute", allowed))
     if "ouputs3Prefix" in raw and PREFIX_ALIAS in raw and raw["ouputs3Prefix"] != raw[PREFIX_ALIAS]:
         problems.append(
             Problem(
@@ -307,14 +427,32 @@ def _unknown_attributes(raw: Mapping[str, Any]) -> list[Problem]:
     return problems
 
 
-def _active_flag(value: Any, problems: list[Problem]) -> bool:
+# The published sample's starter selects items whose activeflag is "Y"
+# (aws-samples/delta-data-loads-data-lakes, src/etlLambdaStartCDCWorkflow/app.py).
+ACTIVE_FLAGS = {"true": True, "false": False, "y": True, "n": False}
+ACTIVE_FLAG_RULE = 'expected "true" or "false" (or "Y" / "N", as the published sample writes them)'
+
+
+def active_flag(value: Any) -> bool | None:
+    """True or False for a valid activeflag (a boolean, true/false or Y/N), else None."""
     if isinstance(value, bool):
         return value
-    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
-        return value.strip().lower() == "true"
-    if not _is_blank(value):
-        problems.append(Problem("activeflag", _describe(value), 'expected "true" or "false"'))
-    return False
+    if isinstance(value, str):
+        return ACTIVE_FLAGS.get(value.strip().lower())
+    return None
+
+
+def _attribute_name(name: Any) -> str:
+    """An attribute name as shown in a problem: quoted when blank or holding odd characters."""
+    text = str(name)
+    return text if text and text.isprintable() and text.strip() == text else json.dumps(text)
+
+
+def _active_flag(value: Any, problems: list[Problem]) -> bool:
+    flag = active_flag(value)
+    if flag is None and not _is_blank(value):
+        problems.append(Problem("activeflag", _describe(value), ACTIVE_FLAG_RULE))
+    return bool(flag)
 
 
 def _identifier(
@@ -322,7 +460,7 @@ def _identifier(
 ) -> str:
     if _is_blank(value):
         return ""
-    if not isinstance(value, str) or not pattern.match(value):
+    if not isinstance(value, str) or not pattern.fullmatch(value):
         problems.append(Problem(name, _describe(value), allowed))
         return ""
     return value
@@ -366,7 +504,7 @@ def _prefix(raw: Mapping[str, Any], problems: list[Problem]) -> str:
         )
         return ""
     text = str(value).strip().strip("/") if isinstance(value, str) else ""
-    if not text or ".." in text or not S3_PREFIX.match(text):
+    if not text or ".." in text or not S3_PREFIX.fullmatch(text):
         problems.append(
             Problem(
                 name,
@@ -379,31 +517,192 @@ def _prefix(raw: Mapping[str, Any], problems: list[Problem]) -> str:
     return text + "/"
 
 
-def _task_settings(value: Any) -> dict[str, Any] | Problem:
+def _task_settings(value: Any) -> dict[str, Any] | list[Problem]:
+    name = "replication_task_settings"
     if _is_blank(value):
         return {}
     if isinstance(value, Mapping):
-        return {k: _plain(v) for k, v in value.items()}
-    try:
-        parsed = json.loads(value) if isinstance(value, str) else None
-    except json.JSONDecodeError as error:
-        found = f"invalid JSON ({error.msg} at line {error.lineno} column {error.colno})"
-        return Problem("replication_task_settings", found, TASK_SETTINGS_RULE)
+        parsed: Any = {str(k): _plain(v) for k, v in value.items()}
+    else:
+        try:
+            parsed = (
+                json.loads(value, parse_constant=_no_constant) if isinstance(value, str) else None
+            )
+        except (json.JSONDecodeError, ValueError, RecursionError) as error:
+            found = (
+                f"invalid JSON ({error.msg} at line {error.lineno} column {error.colno})"
+                if isinstance(error, json.JSONDecodeError)
+                else f"invalid JSON ({error})"
+            )
+            return [Problem(name, found, TASK_SETTINGS_RULE)]
     if not isinstance(parsed, dict):
-        return Problem("replication_task_settings", _describe(value), TASK_SETTINGS_RULE)
-    return parsed
+        return [Problem(name, _describe(value), TASK_SETTINGS_RULE)]
+    problems = [
+        Problem(f"{name}: {setting}", found, allowed)
+        for setting, found, allowed in tasksettings.check(parsed)
+    ]
+    return problems or parsed
 
 
-def _non_negative_int(value: Any, problems: list[Problem]) -> int | None:
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def _safety_lag(value: Any, problems: list[Problem]) -> int | None:
     if _is_blank(value):
         return None
-    text = _text(value) or ""
-    if not text.isdigit():
+    text = _text(value) if isinstance(value, str | int | Decimal) else None
+    rule = f"expected a whole number of seconds from 0 to {SAFETY_LAG_MAX} (30 days)"
+    if isinstance(value, bool) or text is None or not SAFETY_LAG.fullmatch(text):
+        problems.append(Problem("safetylagseconds", _describe(value), rule))
+        return None
+    seconds = int(text)
+    if seconds > SAFETY_LAG_MAX:
+        problems.append(Problem("safetylagseconds", _describe(value), rule))
+        return None
+    return seconds
+
+
+def _description(value: Any, problems: list[Problem]) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        problems.append(Problem("description", _describe(value), "expected text"))
+        return None
+    return value.strip() or None
+
+
+def _filter_value(name: str, value: Any, problems: list[Problem]) -> str | None:
+    """A startvalue, endvalue or watermark as text: a string or a number, nothing else."""
+    if isinstance(value, bool) or not (value is None or isinstance(value, str | int | Decimal)):
+        kind = "an object" if isinstance(value, Mapping) else f"a {_json_type(value)}"
         problems.append(
-            Problem("safetylagseconds", _describe(value), "expected a whole number of seconds >= 0")
+            Problem(
+                name,
+                f"{kind} {_describe(value)}",
+                "expected a single value written as text (or a number)",
+            )
         )
         return None
-    return int(text)
+    if isinstance(value, float) and not math.isfinite(value):  # pragma: no cover - _unreadable
+        return None
+    text = _text(value)
+    if text is not None and len(text.encode("utf-8")) > FILTER_VALUE_MAX_BYTES:
+        problems.append(
+            Problem(
+                name,
+                f"a value of {len(text.encode('utf-8')):,} bytes",
+                f"expected at most {FILTER_VALUE_MAX_BYTES} bytes: one value of the filter column",
+            )
+        )
+        return None
+    return text
+
+
+def _json_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, list | tuple | set | frozenset):
+        return "list"
+    if isinstance(value, bytes | bytearray | Binary):
+        return "binary value"
+    return type(value).__name__
+
+
+def _table_name(value: Any) -> str:
+    if isinstance(value, str) and value.strip():
+        return value  # as written, so that a stray newline shows
+    return "<missing targetTableName>" if _is_blank(value) else _describe(value)
+
+
+def _unreadable(raw: Mapping[str, Any]) -> dict[str, Problem]:
+    """Attributes holding a value no JSON reader gives: bad DynamoDB numbers, NaN, Infinity."""
+    found: dict[str, Problem] = {}
+    for name, value in raw.items():
+        bad = _first_unreadable(value)
+        if isinstance(bad, UnreadableNumber) and not isinstance(bad.text, str | None):
+            found[str(name)] = Problem(
+                str(name),
+                f"the DynamoDB value {_describe(bad.text)} ({bad.reason})",
+                'expected a DynamoDB attribute value such as {"S": "text"} or {"N": "5"}',
+            )
+        elif isinstance(bad, UnreadableNumber):
+            found[str(name)] = Problem(
+                str(name),
+                f"the DynamoDB number {json.dumps(str(bad.text))} ({bad.reason})",
+                NUMBER_RULE,
+            )
+        elif bad is not None:
+            found[str(name)] = Problem(str(name), str(bad), "expected a finite number")
+    return found
+
+
+def _first_unreadable(value: Any) -> Any:
+    if isinstance(value, UnreadableNumber):
+        return value
+    if isinstance(value, float) and not math.isfinite(value):
+        return value
+    if isinstance(value, Mapping):
+        value = list(value.values())
+    if isinstance(value, list | tuple | set | frozenset):
+        for element in value:
+            bad = _first_unreadable(element)
+            if bad is not None:
+                return bad
+    return None
+
+
+def _merge(unreadable: dict[str, Problem], problems: list[Problem]) -> list[Problem]:
+    """All problems, one "found nothing" less wherever the attribute has a better one."""
+    named = {p.attribute for p in problems if p.found != "nothing"} | set(unreadable)
+    kept = [p for p in problems if not (p.found == "nothing" and p.attribute in named)]
+    return [*unreadable.values(), *kept]
+
+
+def _size(item: ControllerItem) -> list[Problem]:
+    """The item's definition must leave room for the run state under DynamoDB's item limit."""
+    plain = {k: v for k, v in item.to_plain().items() if k not in RUN_STATE_ATTRIBUTES}
+    sizes = {name: dynamodb_size(name, value) for name, value in plain.items()}
+    total = sum(sizes.values())
+    if total <= ITEM_DEFINITION_MAX_BYTES:
+        return []
+    largest = max(sizes, key=lambda name: sizes[name])
+    return [
+        Problem(
+            largest,
+            f"an item of {total:,} bytes as DynamoDB counts them ({largest}: "
+            f"{sizes[largest]:,} bytes)",
+            f"an item may hold at most {ITEM_DEFINITION_MAX_BYTES:,} bytes (attribute names "
+            f"plus values): DynamoDB's {DYNAMODB_ITEM_MAX_BYTES // 1024} KB item limit less "
+            f"{RUN_STATE_RESERVE_BYTES // 1024} KB kept for the run state deltaload records on it",
+        )
+    ]
+
+
+def dynamodb_size(name: str, value: Any) -> int:
+    """Bytes an attribute takes in DynamoDB: its UTF-8 name plus its value, per
+    https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/CapacityUnitCalculations.html"""
+    return len(name.encode("utf-8")) + _value_size(value)
+
+
+def _value_size(value: Any) -> int:
+    if value is None or isinstance(value, bool):
+        return 1
+    if isinstance(value, str):
+        return len(value.encode("utf-8"))
+    if isinstance(value, Binary):
+        return len(value.value)
+    if isinstance(value, bytes | bytearray):
+        return len(value)
+    if isinstance(value, int | float | Decimal):
+        # Leading and trailing zeroes are trimmed; 1 byte per two significant digits, plus 1.
+        digits = len(Decimal(str(value)).normalize().as_tuple().digits)
+        return 1 + (digits + 1) // 2
+    if isinstance(value, Mapping):
+        return 3 + sum(1 + dynamodb_size(str(k), v) for k, v in value.items())
+    if isinstance(value, list | tuple | set | frozenset):
+        return 3 + sum(1 + _value_size(v) for v in value)
+    return len(str(value).encode("utf-8"))
 
 
 def _kind(value: Any, start: str | None, problems: list[Problem]) -> ColumnKind | None:
@@ -494,7 +793,10 @@ def _ordered(
 
 
 def _plain(value: Any) -> Any:
-    """DynamoDB numbers come back as Decimal: make them int or float for JSON."""
+    """DynamoDB numbers come back as Decimal: make them int or float for JSON; binary values
+    as bytes (boto3's Binary has a __str__ that returns bytes)."""
+    if isinstance(value, Binary):
+        return value.value
     if isinstance(value, Decimal):
         return int(value) if value == value.to_integral_value() else float(value)
     if isinstance(value, Mapping):

@@ -15,6 +15,9 @@ Facts relied on, from the AWS DMS User Guide:
   ``FullLoadSettings``, ``Logging``, ``ErrorBehavior``...); ``FailOnNoTablesCaptured``
   makes a task fail instead of succeeding with nothing when the selection matches
   no table. https://docs.aws.amazon.com/dms/latest/userguide/CHAP_Tasks.CustomizingTasks.TaskSettings.html
+* LOBs: an S3 target runs only limited LOB mode, which truncates larger LOBs and only
+  logs it (deltaload.lobs has the pages); the defaults and the checks live there, and
+  every run measures its files for values that reach the limit (publish.lob_warnings).
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from deltaload import lobs
+from deltaload.errors import InvalidItemError, Problem
 from deltaload.items import ControllerItem
 from deltaload.window import WindowPlan
 
@@ -29,10 +34,7 @@ from deltaload.window import WindowPlan
 # folder. Errors stop the task: a run that loses rows must fail, never publish.
 DEFAULT_TASK_SETTINGS: dict[str, Any] = {
     "TargetMetadata": {
-        "SupportLobs": True,
-        "FullLobMode": False,
-        "LimitedSizeLobMode": True,
-        "LobMaxSize": 32,
+        **lobs.DEFAULT_LOB_SETTINGS,
     },
     "FullLoadSettings": {
         "TargetTablePrepMode": "DO_NOTHING",
@@ -78,8 +80,20 @@ def table_mapping(item: ControllerItem, plan: WindowPlan) -> dict[str, Any]:
 
 
 def task_settings(item: ControllerItem) -> dict[str, Any]:
-    """Default task settings with the item's replication_task_settings merged over them."""
-    return deep_merge(DEFAULT_TASK_SETTINGS, item.replication_task_settings)
+    """Default task settings with the item's replication_task_settings merged over them.
+
+    Raises InvalidItemError when the item asks for a LOB mode an S3 target does not support.
+    """
+    merged = deep_merge(DEFAULT_TASK_SETTINGS, item.replication_task_settings)
+    problems = lobs.problems(merged.get("TargetMetadata"))
+    if problems:
+        name = "replication_task_settings"
+        found = [Problem(f"{name}: {setting}", text, rule) for setting, text, rule in problems]
+        raise InvalidItemError(item.target_table_name, found)
+    return merged
+
+
+lob_limit_kb = lobs.limit_kb
 
 
 def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:

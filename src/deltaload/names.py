@@ -34,7 +34,7 @@ def short_hash(text: str, length: int = 8) -> str:
 
 def is_dms_identifier(name: str) -> bool:
     """True when DMS accepts ``name`` as an instance, endpoint, task or config identifier."""
-    return len(name) <= DMS_IDENTIFIER_MAX and bool(_DMS_IDENTIFIER.match(name))
+    return len(name) <= DMS_IDENTIFIER_MAX and bool(_DMS_IDENTIFIER.fullmatch(name))
 
 
 def dms_identifier(kind: str, table: str, run_id: str) -> str:
@@ -98,7 +98,7 @@ def execution_name(table: str, tick_text: str) -> str:
         digest = short_hash(table, 6)
         clean = f"{clean[: room - len(digest) - 1]}_{digest}"
     name = f"{clean}-{tick_text}"
-    if not _EXECUTION_NAME.match(name):
+    if not _EXECUTION_NAME.fullmatch(name):
         raise ValueError(f"cannot build an execution name from {table!r} and {tick_text!r}")
     return name
 

@@ -17,6 +17,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
@@ -181,6 +182,89 @@ def verify(
         )
     loaded_max = _as_text(max(maxima)) if maxima else None
     return Verification(files, rows, sum(f.bytes for f in files), loaded_max)
+
+
+@dataclass(frozen=True)
+class LobWarning:
+    """Values of one column that reach the limited-LOB-mode size limit: maybe truncated."""
+
+    column: str
+    values: int
+    limit_kb: int
+
+    def __str__(self) -> str:
+        return (
+            f"{self.values} value(s) of column {self.column!r} reach LobMaxSize "
+            f"({self.limit_kb} KB): DMS truncates larger LOBs to that size in limited LOB "
+            "mode and only logs a warning, so they may be cut; raise "
+            "replication_task_settings TargetMetadata.LobMaxSize and reload the window"
+        )
+
+
+# UTF-8 characters are at most 4 bytes: a text cut at a character boundary ends within 3
+# bytes of the limit.
+_CUT_SLACK = 3
+_SCAN_BATCH_ROWS = 256
+
+
+def lob_warnings(
+    clients: Clients, bucket: str, files: Iterable[StagedFile], limit_kb: int
+) -> list[LobWarning]:
+    """String and binary values in the staged files as large as LobMaxSize (limited mode).
+
+    DMS cuts a LOB above LobMaxSize to exactly that size and reports it only in the task
+    log (https://docs.aws.amazon.com/dms/latest/userguide/CHAP_Tasks.LOBSupport.html);
+    the table statistics and row counts do not change. So a value whose size reaches the
+    limit, counted as DMS counts it (bytes for BLOB and CLOB, 2 bytes per character,
+    4 beyond the BMP, for NCLOB: CHAP_Source.PostgreSQL.html, "Working with LOB source
+    data types"), may have been cut. Row groups whose column is smaller in total than
+    that are skipped from their footer alone.
+    """
+    limit = limit_kb * 1024
+    counts: dict[str, int] = {}
+    for staged in files:
+        parquet = pq.ParquetFile(S3RangeFile(clients, bucket, staged.key, staged.bytes))
+        schema = parquet.schema_arrow
+        wanted = [
+            i
+            for i, f in enumerate(schema)
+            if pa.types.is_string(f.type)
+            or pa.types.is_large_string(f.type)
+            or pa.types.is_binary(f.type)
+            or pa.types.is_large_binary(f.type)
+        ]
+        for group in range(parquet.metadata.num_row_groups):
+            meta = parquet.metadata.row_group(group)
+            for index in wanted:
+                # A column chunk is at least as large as its largest value (UTF-16 at most
+                # doubles UTF-8), so small chunks cannot hold a value at the limit.
+                if 2 * meta.column(index).total_uncompressed_size < limit - _CUT_SLACK:
+                    continue
+                name = schema.field(index).name
+                # Small batches: a row group of large LOBs can be most of a 1 GB file.
+                batches = parquet.iter_batches(
+                    batch_size=_SCAN_BATCH_ROWS, row_groups=[group], columns=[name]
+                )
+                found = sum(_at_limit(batch.column(0), limit) for batch in batches)
+                if found:
+                    counts[name] = counts.get(name, 0) + found
+    return [LobWarning(name, n, limit_kb) for name, n in sorted(counts.items())]
+
+
+def _at_limit(column: Any, limit: int) -> int:
+    """How many values of a column reach ``limit`` in any of the ways DMS measures LOBs."""
+    floor = limit - _CUT_SLACK
+    lengths = pc.binary_length(column)
+    if not pa.types.is_string(column.type) and not pa.types.is_large_string(column.type):
+        return int(pc.sum(pc.greater_equal(lengths, limit)).as_py() or 0)
+    # UTF-16 size <= 2 x UTF-8 size: only values of at least floor/2 bytes need a look.
+    maybe = pc.filter(column, pc.greater_equal(pc.multiply(lengths, 2), floor))
+    return sum(
+        1
+        for value in maybe.to_pylist()
+        if value is not None
+        and max(len(value.encode("utf-8")), len(value.encode("utf-16-le"))) >= floor
+    )
 
 
 def publish(

@@ -18,7 +18,7 @@ from botocore.exceptions import ClientError
 from deltaload import backoff, names, store
 from deltaload.aws import Clients, error_code, is_throttling
 from deltaload.errors import InvalidItemError
-from deltaload.items import parse_item
+from deltaload.items import active_flag, parse_item
 from deltaload.observability import logger, starter_metrics
 from deltaload.settings import Settings
 from deltaload.workflow import utcnow
@@ -27,12 +27,9 @@ START_ATTEMPTS = 6
 
 
 def _is_switched_off(raw: Mapping[str, Any]) -> bool:
-    """True only for a valid false activeflag. A missing or malformed flag is not "off":
-    the item is validated and reported as invalid instead of being silently ignored."""
-    flag = raw.get("activeflag")
-    if isinstance(flag, bool):
-        return not flag
-    return isinstance(flag, str) and flag.strip().lower() == "false"
+    """True only for a valid false activeflag (false, "false" or the sample's "N"). A missing
+    or malformed flag is not "off": the item is validated and reported as invalid instead."""
+    return active_flag(raw.get("activeflag")) is False
 
 
 def event_tick(event: Mapping[str, Any], now: datetime) -> str:
@@ -115,6 +112,15 @@ def start_tick(
                 {
                     "table": table or "<missing targetTableName>",
                     "errors": [str(p) for p in error.problems],
+                }
+            )
+            continue
+        except Exception as error:  # a validator bug must not stop the other tables
+            logger.exception("controller item could not be validated", extra={"table": table})
+            invalid.append(
+                {
+                    "table": table or "<missing targetTableName>",
+                    "errors": [f"<item>: found {error!r}; the item could not be validated"],
                 }
             )
             continue

@@ -11,11 +11,18 @@ Boundary rules (the exactly-once argument; tests/unit/test_window_properties.py 
   are ANDed (CHAP_Tasks.CustomizingTasks.Filters.html). A bounded window
   ``[lower, upper]`` of integers, dates and timestamps is therefore written as
   ``gte lower`` AND ``notbetween(successor(upper), MAX)``: everything from the
-  exclusive upper bound up to the largest value of the kind is left out. For
+  exclusive upper bound up to the far end of the kind is left out. For
   timestamps the exclusive bound is a whole second, so the filter never depends
   on how DMS or the source handles fractional seconds, and a row at
   ``upper + 0.5 microsecond`` on a finer-grained source still falls in exactly one
   window.
+* The far end MAX is ``9999-12-31`` for dates and ``9999-12-31 23:59:59`` for
+  timestamps (DMS documents filter times as ``YYYY-MM-DD HH:MM:SS``, whole seconds).
+  Sources hold later values (MySQL DATETIME ``...23:59:59.999999``, PostgreSQL years
+  past 9999) that ``notbetween`` would let through into every window, so a bounded
+  date or timestamp window writes its lower bound as ``between(lower, MAX)``: values
+  after MAX are in no window at all, exactly as they are after every clock-bounded
+  upper bound.
 * Timestamps are compared in UTC; values written with an offset are converted,
   values without one are taken as UTC.
 * Time-based windows end a safety lag behind ``now`` (rounded down to the second
@@ -191,10 +198,16 @@ def _window_filters(
     column: str, kind: ColumnKind, lower: str | None, exclusive: bool, upper: str | None
 ) -> list[Filter]:
     filters: list[Filter] = []
-    if lower is not None:
+    capped = upper is not None and kind in (ColumnKind.DATE, ColumnKind.TIMESTAMP)
+    if lower is not None and capped:
+        far = {"filter-operator": "between", "start-value": lower, "end-value": KIND_MAX[kind]}
+        filters.append(_filter(column, far))
+    elif lower is not None:
         filters.append(_filter(column, {"filter-operator": "gte", "value": lower}))
-        if exclusive:
-            filters.append(_filter(column, {"filter-operator": "noteq", "value": lower}))
+    elif capped:
+        filters.append(_filter(column, {"filter-operator": "lte", "value": KIND_MAX[kind]}))
+    if lower is not None and exclusive:
+        filters.append(_filter(column, {"filter-operator": "noteq", "value": lower}))
     if upper is not None and upper != KIND_MAX.get(kind):
         if kind is ColumnKind.STRING:
             filters.append(_filter(column, {"filter-operator": "lte", "value": upper}))

@@ -21,7 +21,7 @@ from deltaload import backoff, names, publish, replication, store
 from deltaload.aws import Clients, TransientError
 from deltaload.errors import DeltaloadError
 from deltaload.items import parse_item
-from deltaload.mapping import table_mapping, task_settings
+from deltaload.mapping import lob_limit_kb, table_mapping, task_settings
 from deltaload.observability import failure_metric, logger, run_metrics
 from deltaload.settings import Settings
 from deltaload.window import WindowPlan, plan_window, resolve_watermark
@@ -404,6 +404,17 @@ def verify_publish(
         trust_statistics=plan.kind.value != "string",
     )
     watermark = resolve_watermark(plan, verification.loaded_max)
+    limit_kb = lob_limit_kb(run["taskSettings"])
+    warnings = (
+        [
+            str(w)
+            for w in publish.lob_warnings(
+                clients, settings.data_bucket, verification.files, limit_kb
+            )
+        ]
+        if limit_kb is not None
+        else []
+    )
     manifest = {
         "runId": run_id,
         "table": table,
@@ -422,6 +433,7 @@ def verify_publish(
         "watermark": watermark,
         "previousWatermark": plan.previous_watermark,
         "loadedMax": verification.loaded_max,
+        "warnings": warnings,
         "createdAt": now().isoformat(),
     }
     publish.publish(
@@ -437,7 +449,10 @@ def verify_publish(
         "run published",
         extra={"table": table, "rows": verification.rows, "files": len(verification.files)},
     )
+    for warning in warnings:
+        logger.warning("LOB values may be truncated", extra={"table": table, "warning": warning})
     return {
+        "warnings": warnings,
         "rows": verification.rows,
         "files": len(verification.files),
         "bytes": verification.bytes,
@@ -466,6 +481,7 @@ def record_success(
     else:
         status, watermark = store.SUCCEEDED, outcome.get("watermark")
     rows, files, size = (int(outcome.get(k, 0) or 0) for k in ("rows", "files", "bytes"))
+    warnings = [str(w) for w in outcome.get("warnings") or []]
     moment = now()
     window = {"lower": plan.lower, "upper": plan.upper if plan.upper else watermark}
     committed = store.record_success(
@@ -504,6 +520,7 @@ def record_success(
             "dmsNames": run["names"],
             "startedAt": run["plannedAt"],
             "endedAt": moment.isoformat(),
+            **({"warnings": warnings} if warnings else {}),
         },
     )
     if committed:
@@ -515,7 +532,7 @@ def record_success(
             seconds=(moment - started).total_seconds(),
         )
     logger.info("run recorded", extra={"table": table, "status": status, "watermark": watermark})
-    return {
+    result = {
         "status": status,
         "watermark": watermark,
         "previousWatermark": plan.previous_watermark,
@@ -523,6 +540,9 @@ def record_success(
         "files": files,
         "alreadyRecorded": not committed,
     }
+    if warnings:  # the state machine notifies whenever this is present
+        result["warning"] = " | ".join(warnings)
+    return result
 
 
 def _error_text(error: Mapping[str, Any] | None) -> tuple[str, str]:

@@ -208,7 +208,11 @@ class Workflow:
                     "SecretsManagerAccessRoleArn": "arn:aws:iam::123456789012:role/dms-secrets",
                 },
             }
-        params.update(extra)
+        for key, value in extra.items():  # engine settings are merged into the secret's
+            if isinstance(value, dict) and isinstance(params.get(key), dict):
+                params[key] = {**params[key], **value}
+            else:
+                params[key] = value
         endpoint = self.dms.create_endpoint(
             EndpointIdentifier=ident, EndpointType="source", **params
         )["Endpoint"]

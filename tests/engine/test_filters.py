@@ -86,14 +86,15 @@ CASES: list[tuple[str, list[dict[str, Any]], list[int]]] = [
         ],
         [1, 2, 3],
     ),
-    ("bool-true", [source_filter("flag", cond("eq", "true"))], [1, 3, 6]),
-    ("bool-false", [source_filter("flag", cond("eq", "false"))], [2, 4]),
-    ("bool-noteq", [source_filter("flag", cond("noteq", "true"))], [2, 4]),
+    # MySQL's BOOLEAN is TINYINT(1), an integer to DMS (INT1): 1/0 filter it on every source.
+    ("bool-true", [source_filter("flag", cond("eq", "1"))], [1, 3, 6]),
+    ("bool-false", [source_filter("flag", cond("eq", "0"))], [2, 4]),
+    ("bool-noteq", [source_filter("flag", cond("noteq", "1"))], [2, 4]),
     ("bool-null", [source_filter("flag", cond("null"))], [5]),
     ("or-within-filter", [source_filter("id", cond("eq", "1"), cond("eq", "6"))], [1, 6]),
     (
         "and-between-filters",
-        [source_filter("id", cond("gte", "2")), source_filter("flag", cond("eq", "true"))],
+        [source_filter("id", cond("gte", "2")), source_filter("flag", cond("eq", "1"))],
         [3, 6],
     ),
 ]

@@ -3,7 +3,10 @@
 ``invalid_items.json`` is a corpus of hand-written controller items that are each wrong in
 one way (the entry names the attribute the error must name). Each is refused, naming the
 table and that attribute, by ``deltaload validate``, by ``deltaload onboard`` (which then
-writes nothing) and by the starter (which reports it under ``invalid`` and starts nothing).
+writes nothing) and by the starter (which reports it under ``invalid`` and starts nothing,
+and still starts the valid tables next to it). Entries marked ``dynamodb`` are DynamoDB JSON;
+those marked ``dynamodb_refuses`` hold values DynamoDB itself refuses to store, so the
+starter can never meet them: for those the test checks that the put is refused.
 """
 
 from __future__ import annotations
@@ -11,22 +14,23 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 from typer.testing import CliRunner
 
 from deltaload.cli import app
-from deltaload.items import to_dynamodb
+from deltaload.items import ITEM_DEFINITION_MAX_BYTES, to_dynamodb
 from deltaload.local.runtime import LocalRuntime
 from tests.guarantees.conftest import Ticks, open_runtime
 
 CORPUS: list[dict[str, Any]] = json.loads(
     (Path(__file__).with_name("invalid_items.json")).read_text(encoding="utf-8")
 )
-IDS = [c["name"] for c in CORPUS]
 VALID = {
     "targetTableName": "good_one",
     "activeflag": "true",
@@ -38,12 +42,46 @@ VALID = {
     "startvalue": "1",
     "ouputs3Prefix": "lake",
 }
+# Entries a JSON file cannot hold readably (NaN, Infinity) or that are too large to keep in it.
+CORPUS += [
+    {
+        "name": "startvalue NaN",
+        "attribute": "startvalue",
+        "dynamodb_refuses": True,
+        "item": {**VALID, "targetTableName": "gen_01", "startvalue": math.nan},
+    },
+    {
+        "name": "endvalue Infinity",
+        "attribute": "endvalue",
+        "dynamodb_refuses": True,
+        "item": {**VALID, "targetTableName": "gen_02", "endvalue": math.inf},
+    },
+    {
+        # Fits DynamoDB's 400 KB but leaves no room for the run state a run records.
+        "name": "item too large for its run state",
+        "attribute": "description",
+        "item": {**VALID, "targetTableName": "gen_03", "description": "d" * 395_000},
+    },
+    {
+        "name": "item over DynamoDB's 400 KB",
+        "attribute": "description",
+        "dynamodb_refuses": True,
+        "item": {**VALID, "targetTableName": "gen_04", "description": "d" * 450_000},
+    },
+]
+IDS = [c["name"] for c in CORPUS]
+
+
+def _table(entry: dict[str, Any]) -> str:
+    name = entry["item"]["targetTableName"]
+    return name["S"] if entry.get("dynamodb") else name
 
 
 def test_corpus_is_big_and_varied() -> None:
-    assert len(CORPUS) >= 40
-    assert len({c["attribute"] for c in CORPUS}) >= 15
-    assert len({c["item"]["targetTableName"] for c in CORPUS}) == len(CORPUS)
+    assert len(CORPUS) >= 90
+    assert len({c["attribute"] for c in CORPUS}) >= 30
+    assert len({_table(c) for c in CORPUS}) == len(CORPUS)
+    assert ITEM_DEFINITION_MAX_BYTES < 395_000  # gen_03 really is over the limit
 
 
 def _output(result: Any) -> str:
@@ -54,9 +92,9 @@ def _output(result: Any) -> str:
 
 
 def _names_table_and_attribute(text: str, entry: dict[str, Any]) -> None:
-    table = entry["item"]["targetTableName"]
-    assert f"table {table!r}" in text, text
-    assert f"{entry['attribute']}: found" in text, text
+    table = _table(entry)
+    assert f"table {table!r}" in text, text[:2000]
+    assert f"{entry['attribute']}: found" in text, text[:2000]
     value = entry["item"].get(entry["attribute"])
     if isinstance(value, str) and ("[" in value or "]" in value):  # console markup
         assert value in text, f"the offending value {value!r} is not shown: {text}"
@@ -142,10 +180,19 @@ def test_starter_reports_and_starts_nothing(
     entry: dict[str, Any], starter_runtime: LocalRuntime
 ) -> None:
     rt = starter_runtime
-    table = entry["item"]["targetTableName"]
+    table = _table(entry)
     dynamodb = rt.session.client("dynamodb")
+    if entry.get("dynamodb_refuses"):
+        # DynamoDB refuses the value, so no starter can ever read it from the table.
+        with pytest.raises((ClientError, TypeError)) as refused:
+            item = entry["item"] if entry.get("dynamodb") else to_dynamodb(entry["item"])
+            dynamodb.put_item(TableName=rt.controller_table, Item=item)
+        if isinstance(refused.value, ClientError):
+            assert refused.value.response["Error"]["Code"] == "ValidationException"
+        return
     # Written by hand, past every check (as `aws dynamodb put-item` would).
-    dynamodb.put_item(TableName=rt.controller_table, Item=to_dynamodb(entry["item"]))
+    item = entry["item"] if entry.get("dynamodb") else to_dynamodb(entry["item"])
+    dynamodb.put_item(TableName=rt.controller_table, Item=item)
     try:
         before = rt.item(table)
         result = rt.tick(now=Ticks()())

@@ -152,3 +152,132 @@ def test_problems_are_not_wrapped_however_long(cli, tmp_path):
     result = cli("validate", str(path))
     assert result.exit_code == 1
     assert f"{path}: cannot read JSON" in result.output.splitlines()[0]
+
+
+def _lock(state: Path, table: str) -> None:
+    """Make a run hold the table's lock, as a run in another process would."""
+    from deltaload.local.runtime import LocalRuntime
+
+    with LocalRuntime(ROOT, state) as rt:
+        rt.session.client("dynamodb").update_item(
+            TableName=rt.controller_table,
+            Key={"targetTableName": {"S": table}},
+            UpdateExpression="SET lockOwner = :run, lockExpiresAt = :until",
+            ExpressionAttributeValues={":run": {"S": "run-1"}, ":until": {"N": "9999999999"}},
+        )
+        rt.save()
+
+
+def test_onboard_of_several_items_writes_none_while_one_is_locked(cli, tmp_path):
+    seed = json.loads((SEED / "orders.json").read_text())
+    assert cli("onboard", str(SEED / "orders.json")).exit_code == 0
+    _lock(tmp_path / "state", "orders_s3")
+    other = write(tmp_path, "other.json", {**seed, "targetTableName": "orders_other"})
+    changed = write(tmp_path, "changed.json", {**seed, "description": "changed"})
+    result = cli("onboard", other, changed)
+    assert result.exit_code == 1
+    assert "orders_s3: run run-1 holds the lock" in result.output
+    assert "nothing was written" in result.output
+    [item] = json.loads(cli("status", "--json").output)
+    assert (item["targetTableName"], item["description"]) == ("orders_s3", seed["description"])
+
+
+def test_onboard_refuses_the_same_table_twice(cli, tmp_path):
+    seed = json.loads((SEED / "orders.json").read_text())
+    twice = write(tmp_path, "twice.json", [seed, {**seed, "startvalue": "5"}])
+    result = cli("onboard", twice)
+    assert result.exit_code == 1
+    assert "the item for table 'orders_s3' is given twice" in result.output
+    assert "no controller items yet" in cli("status").output
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        (
+            {"filtercolumn": "status", "filtercolumntype": "string", "startvalue": "A"},
+            "was recorded on filter column 'row_id', not 'status'",
+        ),
+        (
+            {"filtercolumntype": "string"},
+            "was recorded for integer values of 'row_id', not string ones",
+        ),
+        (
+            {"filteroperator": "between", "endvalue": "40"},
+            "a one-shot between item only records 'loaded'",
+        ),
+    ],
+)
+def test_reonboarding_onto_another_filter_refuses_the_old_watermark(cli, tmp_path, change, reason):
+    assert cli("onboard", str(SEED / "orders.json")).exit_code == 0
+    assert cli("run").exit_code == 0
+    item = {**json.loads((SEED / "orders.json").read_text()), **change}
+    path = write(tmp_path, "moved.json", item)
+    refused = cli("onboard", path)
+    assert refused.exit_code == 1
+    assert "orders_s3: the recorded watermark '30'" in refused.output
+    assert reason in refused.output
+    assert "pass --reset" in refused.output and "nothing was written" in refused.output
+    [kept] = json.loads(cli("status", "--json").output)
+    assert (kept["filtercolumn"], kept["watermark"]) == ("row_id", "30")
+    assert cli("onboard", "--reset", path).exit_code == 0
+    [moved] = json.loads(cli("status", "--json").output)
+    assert "watermark" not in moved and moved["filtercolumn"] == item["filtercolumn"]
+
+
+def test_an_item_written_as_the_published_sample_writes_it_loads(cli, tmp_path):
+    # aws-samples/delta-data-loads-data-lakes: its starter (src/etlLambdaStartCDCWorkflow/app.py)
+    # reads activeflag as a string and starts items whose flag is "Y"; the task function
+    # (src/etlCreateReplicationTaskForTable/app.py) reads every other attribute as a string,
+    # endvalue included, and replication_task_settings as a JSON string.
+    sample_settings = (
+        '{"Logging": {"EnableLogging": true,"LogComponents": [{"Id": "SOURCE_UNLOAD",'
+        '"Severity": "LOGGER_SEVERITY_DEFAULT"},{"Id": "SOURCE_CAPTURE","Severity": '
+        '"LOGGER_SEVERITY_DEFAULT"},{"Id": "TARGET_LOAD","Severity": "LOGGER_SEVERITY_DEFAULT"},'
+        '{"Id": "TARGET_APPLY","Severity": "LOGGER_SEVERITY_INFO"},{"Id": "TASK_MANAGER",'
+        '"Severity": "LOGGER_SEVERITY_DEBUG"}]}}'
+    )
+
+    def sample_item(target: str, flag: str) -> dict[str, dict[str, str]]:
+        return {
+            "targetTableName": {"S": target},
+            "activeflag": {"S": flag},
+            "sourceSchema": {"S": "dwh"},
+            "sourceTable": {"S": "orders_rds"},
+            "filtercolumn": {"S": "row_id"},
+            "filteroperator": {"S": "gte"},
+            "startvalue": {"S": "1"},
+            "endvalue": {"S": ""},
+            "ouputs3Prefix": {"S": "datalake"},
+            "replication_task_settings": {"S": sample_settings},
+        }
+
+    on, off = sample_item("orders_sample", "Y"), sample_item("orders_switched_off", "N")
+    path = write(tmp_path, "sample.json", [on, off])
+    assert cli("validate", path).exit_code == 0
+    assert cli("onboard", path).exit_code == 0
+    run = cli("run")
+    assert run.exit_code == 0, run.output
+    status = {i["targetTableName"]: i for i in json.loads(cli("status", "--json").output)}
+    assert (status["orders_sample"]["watermark"], status["orders_sample"]["lastRunRows"]) == (
+        "30",
+        30,
+    )
+    assert "lastRunStatus" not in status["orders_switched_off"]
+    lake = tmp_path / "state" / "s3"
+    files = [f for f in lake.rglob("*.parquet") if "orders_sample" in str(f)]
+    assert ds.dataset(files).count_rows() == 30
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("postgresql://reader:secret@db:abc/test", "cannot read the source URL"),
+        ("mysql+pymysql://root@db:70000/test", "has port 70000"),
+    ],
+)
+def test_a_source_url_with_a_bad_port_is_an_error_not_a_traceback(cli, url, says):
+    result = cli("--source", url, "status")
+    assert result.exit_code == 1
+    assert says in result.output and "a number from 1 to 65535" in result.output
+    assert "secret" not in result.output

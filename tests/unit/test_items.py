@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import math
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from deltaload import tasksettings, values
 from deltaload.errors import InvalidItemError
 from deltaload.items import (
+    FILTER_VALUE_MAX_BYTES,
+    ITEM_DEFINITION_MAX_BYTES,
+    KNOWN_ATTRIBUTES,
     ControllerItem,
     FilterOperator,
+    UnreadableNumber,
+    dynamodb_size,
     from_dynamodb,
     load_items,
     parse_item,
@@ -333,3 +343,380 @@ def test_item_is_immutable(published_item):
     item: ControllerItem = parse_item(published_item)
     with pytest.raises(ValueError):
         item.source_table = "other"  # type: ignore[misc]
+
+
+# --- values that used to crash validation or slip through it ------------------------------------
+
+
+@pytest.mark.parametrize("flag", ["Y", "N", "y", " n "])
+def test_activeflag_accepts_the_published_samples_y_and_n(published_item, flag):
+    expected = flag.strip().lower() == "y"
+    item = parse_item({**published_item, "activeflag": flag})
+    assert item.active is expected
+    assert item.to_plain()["activeflag"] == ("true" if expected else "false")
+
+
+@pytest.mark.parametrize("lag", ["\u00b2", "\uff13\uff10\uff10", "1.5", 1.5, True, "99999999999"])
+def test_safety_lag_takes_ascii_digits_within_thirty_days(published_item, lag):
+    problems = problems_of({**published_item, "safetylagseconds": lag})
+    assert "from 0 to 2592000 (30 days)" in problems["safetylagseconds"]
+
+
+def test_safety_lag_bound_is_inclusive(published_item):
+    assert parse_item({**published_item, "safetylagseconds": "2592000"}).safety_lag_seconds == (
+        2592000
+    )
+    assert "safetylagseconds" in problems_of({**published_item, "safetylagseconds": 2592001})
+
+
+@pytest.mark.parametrize(
+    ("attribute", "value"),
+    [
+        ("startvalue", "0001-01-01 00:00:00+01:00"),
+        ("endvalue", "9999-12-31 23:59:59-01:00"),
+        ("startvalue", "0000-06-01 00:00:00"),
+    ],
+)
+def test_timestamps_outside_the_utc_range_are_refused(published_item, attribute, value):
+    raw = {**published_item, "filtercolumntype": "timestamp", "startvalue": "2024-01-01 00:00:00"}
+    problems = problems_of({**raw, attribute: value})
+    assert "9999-12-31 23:59:59.999999 once converted to UTC" in problems[attribute]
+
+
+def test_timestamps_at_the_edges_of_the_range_are_accepted(published_item):
+    raw = {**published_item, "filtercolumntype": "timestamp"}
+    item = parse_item({**raw, "startvalue": "0001-01-01 00:00:00-01:00"})
+    assert item.start_value == "0001-01-01 01:00:00"
+    end = "9999-12-31 23:59:59.999999"
+    item = parse_item({**raw, "startvalue": "9999-12-31 22:59:59+00:00", "endvalue": end})
+    assert (item.start_value, item.end_value) == ("9999-12-31 22:59:59", end)
+
+
+@pytest.mark.parametrize(
+    ("attribute", "value"),
+    [
+        ("targetTableName", "t\n"),
+        ("sourceSchema", "dwh\n"),
+        ("sourceTable", "orders_rds\n"),
+        ("filtercolumn", "row_id\n"),
+        ("startvalue", "5\n"),
+    ],
+)
+def test_a_trailing_newline_is_not_an_identifier_or_number(published_item, attribute, value):
+    raw = {**published_item, "filtercolumntype": "integer", attribute: value}
+    if attribute == "startvalue":  # values are trimmed like every text attribute
+        assert parse_item(raw).start_value == "5"
+        return
+    assert attribute in problems_of(raw)
+
+
+@pytest.mark.parametrize(
+    ("value", "found"),
+    [
+        ({"value": 1}, 'an object {"value": 1}'),
+        ([1, 2], "a list [1, 2]"),
+        (True, "a boolean true"),
+        (b"\x01", "a binary value"),
+    ],
+)
+def test_filter_values_must_be_single_values(published_item, value, found):
+    for attribute in ("startvalue", "endvalue", "watermark"):
+        problems = problems_of({**published_item, "filteroperator": "between", attribute: value})
+        assert problems[attribute].startswith(found), problems
+        assert "expected a single value" in problems[attribute]
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
+def test_non_finite_numbers_are_refused(published_item, value):
+    problems = problems_of({**published_item, "filtercolumntype": "string", "startvalue": value})
+    assert list(problems) == ["startvalue"]
+    assert "expected a finite number" in problems["startvalue"]
+
+
+def test_description_must_be_text(published_item):
+    assert "expected text" in problems_of({**published_item, "description": ["a"]})["description"]
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("1e400", "out of DynamoDB's number range"),
+        ("1e-131", "out of DynamoDB's number range"),
+        ("abc", "not a number"),
+        ("NaN", "not a number"),
+        ("Infinity", "not a number"),
+        ("1" * 39, "39 significant digits"),
+        ("", "not a number"),
+    ],
+)
+def test_dynamodb_numbers_are_checked_as_dynamodb_checks_them(published_item, text, reason):
+    dynamo = to_dynamodb(published_item) | {"startvalue": {"N": text}}
+    plain = from_dynamodb(dynamo)  # never raises
+    assert isinstance(plain["startvalue"], UnreadableNumber)
+    problems = problems_of(plain)
+    assert list(problems) == ["startvalue"]  # and no "found nothing" on top
+    assert reason in problems["startvalue"] and "38 significant digits" in problems["startvalue"]
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [("5", 5), ("-5.50", 5.5 * -1), ("1E+125", 10**125), ("0", 0), ("1" * 38, int("1" * 38))],
+)
+def test_dynamodb_numbers_in_range_are_read(text, value):
+    assert from_dynamodb({"n": {"N": text}}) == {"n": value}
+
+
+def test_bad_numbers_inside_maps_and_sets_are_reported(published_item):
+    settings = {"M": {"Logging": {"M": {"EnableLogging": {"N": "abc"}}}}}
+    dynamo = to_dynamodb(published_item) | {"replication_task_settings": settings}
+    assert "replication_task_settings" in problems_of(from_dynamodb(dynamo))
+    dynamo = to_dynamodb(published_item) | {"description": {"NS": ["1", "x"]}}
+    assert "description" in problems_of(from_dynamodb(dynamo))
+
+
+def test_filter_values_are_at_most_a_kilobyte(published_item):
+    raw = {**published_item, "filtercolumntype": "string"}
+    assert parse_item({**raw, "startvalue": "k" * FILTER_VALUE_MAX_BYTES}).start_value
+    problems = problems_of({**raw, "startvalue": "\u00e9" * 600})  # 1,200 bytes in UTF-8
+    assert "a value of 1,200 bytes" in problems["startvalue"]
+
+
+def test_item_size_is_counted_as_dynamodb_counts_it():
+    # Examples from "DynamoDB item sizes and formats" (CapacityUnitCalculations.html).
+    assert dynamodb_size("name", "Jö") == 4 + 3
+    assert dynamodb_size("n", 123) == 1 + 1 + 2  # three significant digits: two bytes, plus one
+    assert dynamodb_size("n", 1000) == 1 + 1 + 1  # trailing zeroes are trimmed
+    assert dynamodb_size("flag", True) == 4 + 1
+    assert dynamodb_size("m", {"a": "x"}) == 1 + 3 + 1 + (1 + 1)
+    assert dynamodb_size("l", ["x", None]) == 1 + 3 + (1 + 1) + (1 + 1)
+
+
+def test_an_item_too_large_for_dynamodb_and_its_run_state_is_refused(published_item):
+    room = ITEM_DEFINITION_MAX_BYTES - sum(
+        dynamodb_size(k, v)
+        for k, v in parse_item(published_item).to_plain().items()
+        if k != "description"
+    )
+    fits = "d" * (room - len("description"))
+    assert parse_item({**published_item, "description": fits}).description == fits
+    problems = problems_of({**published_item, "description": fits + "d"})
+    assert list(problems) == ["description"]
+    assert f"at most {ITEM_DEFINITION_MAX_BYTES:,} bytes" in problems["description"]
+    assert "400 KB item limit" in problems["description"]
+
+
+# --- replication_task_settings against the DMS task-settings reference --------------------------
+
+
+def _settings_problems(published_item, settings: Any) -> dict[str, str]:
+    raw = {**published_item, "replication_task_settings": json.dumps(settings)}
+    return {k.removeprefix("replication_task_settings: "): v for k, v in problems_of(raw).items()}
+
+
+@pytest.mark.parametrize(
+    ("settings", "setting", "says"),
+    [
+        ({"Logging": True}, "Logging", "a section is a JSON object"),
+        ({"FullLoadSettings": "DO_NOTHING"}, "FullLoadSettings", "a section is a JSON object"),
+        ({"ErrorBehavior": None}, "ErrorBehavior", "keep deltaload's defaults"),
+        ({"ErrorBehaviour": {}}, "ErrorBehaviour", "did you mean 'ErrorBehavior'?"),
+        ({"Whatever": {}}, "Whatever", "the DMS task-settings sections are TargetMetadata"),
+        (
+            {"FullLoadSettings": {"TargetTablePrepMode": "TRUNCATE_BEFORE_LOAD"}},
+            "FullLoadSettings.TargetTablePrepMode",
+            'requires "DO_NOTHING"',
+        ),
+        (
+            {"TargetMetadata": {"TargetSchema": "lake"}},
+            "TargetMetadata.TargetSchema",
+            'requires ""',
+        ),
+        (
+            {"ErrorBehavior": {"FailOnNoTablesCaptured": "true"}},
+            "ErrorBehavior.FailOnNoTablesCaptured",
+            "expected a JSON boolean",
+        ),
+        (
+            {"ErrorBehavior": {"FailOnNoTablesCaptured": False}},
+            "ErrorBehavior.FailOnNoTablesCaptured",
+            "requires true",
+        ),
+        (
+            {"FullLoadSettings": {"MaxFullLoadSubTasks": "8"}},
+            "FullLoadSettings.MaxFullLoadSubTasks",
+            "expected a JSON whole number",
+        ),
+        (
+            {"FullLoadSettings": {"CommitRate": True}},
+            "FullLoadSettings.CommitRate",
+            "expected a JSON whole number",
+        ),
+        (
+            {"Logging": {"EnableLogging": 1}},
+            "Logging.EnableLogging",
+            "expected a JSON boolean",
+        ),
+        (
+            {"Logging": {"LogComponents": {"Id": "SOURCE_UNLOAD"}}},
+            "Logging.LogComponents",
+            "expected a JSON list",
+        ),
+        (
+            {"ErrorBehavior": {"EventErrorPolicy": "LOG_ERROR"}},
+            "ErrorBehavior.EventErrorPolicy",
+            "expected one of IGNORE, STOP_TASK",
+        ),
+        (
+            {"ErrorBehavior": {"DataErrorPolicy": "IGNORE_RECORD"}},
+            "ErrorBehavior.DataErrorPolicy",
+            'requires "STOP_TASK"',
+        ),
+        (
+            {"Logging": {"CloudWatchLogStream": "s"}},
+            "Logging.CloudWatchLogStream",
+            "DMS refuses this setting when a task is created",
+        ),
+        (
+            {"FailTaskWhenCleanTaskResourceFailed": 1},
+            "FailTaskWhenCleanTaskResourceFailed",
+            "expected a JSON bool",
+        ),
+    ],
+)
+def test_task_settings_are_checked_against_the_reference(published_item, settings, setting, says):
+    problems = _settings_problems(published_item, settings)
+    assert setting in problems, problems
+    assert says in problems[setting]
+
+
+def test_every_problem_of_the_task_settings_is_reported(published_item):
+    bad = {"ErrorBehavior": {"DataErrorPolicy": "IGNORE_RECORD", "FailOnNoTablesCaptured": False}}
+    problems = _settings_problems(published_item, bad)
+    assert set(problems) == {
+        "ErrorBehavior.DataErrorPolicy",
+        "ErrorBehavior.FailOnNoTablesCaptured",
+    }
+
+
+def test_settings_deltaload_does_not_rely_on_stay_settable(published_item):
+    settings = {
+        # The LOB settings are the item's to choose, within the one LOB mode an S3 target
+        # runs (limited; full and inline are refused: tests/unit/test_lob_settings.py).
+        "TargetMetadata": {
+            "SupportLobs": True,
+            "FullLobMode": False,
+            "LimitedSizeLobMode": True,
+            "LobChunkSize": 64,
+            "LobMaxSize": 65536,
+            "InlineLobMaxSize": 0,
+            "TargetSchema": "",
+        },
+        "FullLoadSettings": {"MaxFullLoadSubTasks": 4, "TargetTablePrepMode": "DO_NOTHING"},
+        "ErrorBehavior": {"DataErrorPolicy": "STOP_TASK", "RecoverableErrorCount": 3},
+        "Logging": {"EnableLogging": True, "LogComponents": [{"Id": "SOURCE_UNLOAD"}]},
+        "BeforeImageSettings": None,
+        "ValidationSettings": {"EnableValidation": False},
+        "FailTaskWhenCleanTaskResourceFailed": False,
+    }
+    raw = {**published_item, "replication_task_settings": json.dumps(settings)}
+    assert parse_item(raw).replication_task_settings == settings
+
+
+def test_the_defaults_hold_every_pinned_setting():
+    from deltaload.mapping import DEFAULT_TASK_SETTINGS
+
+    for pin in tasksettings.PINNED:
+        section = DEFAULT_TASK_SETTINGS.get(pin.section, {})
+        assert section.get(pin.name, pin.value) == pin.value, pin.path
+    assert set(DEFAULT_TASK_SETTINGS) <= set(tasksettings.DEFAULTED_SECTIONS)
+    assert not tasksettings.check(DEFAULT_TASK_SETTINGS)
+
+
+# --- fuzzing: parse_item only ever raises InvalidItemError --------------------------------------
+
+_TEXT = st.text(st.characters(codec="utf-8"), max_size=12)
+_SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.decimals(allow_nan=False, allow_infinity=False, places=None),
+    _TEXT,
+    st.from_regex(values._TIMESTAMP, fullmatch=True),
+    st.from_regex(values._DATE, fullmatch=True),
+    st.from_regex(values._INTEGER, fullmatch=True),
+    st.sampled_from(["Y", "N", "true", "gte", "between", "integer", "timestamp", "\u00b2", "t\n"]),
+)
+_JSON = st.recursive(
+    _SCALARS,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_TEXT, inner, max_size=3),
+    max_leaves=6,
+)
+# published_item is only read, never changed, so sharing it between examples is safe.
+_UNCHANGED_FIXTURE = [HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+_NAMES = st.sampled_from([*KNOWN_ATTRIBUTES, "x", "activeFlag", ""])
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=_UNCHANGED_FIXTURE)
+@given(changes=st.dictionaries(_NAMES, _JSON, max_size=6), drop=st.lists(_NAMES, max_size=3))
+def test_fuzz_parse_item_only_raises_invalid_item_error(published_item, changes, drop):
+    raw = {**published_item, "filtercolumntype": "timestamp", **changes}
+    for name in drop:
+        raw.pop(name, None)
+    try:
+        item = parse_item(raw)
+    except InvalidItemError as error:
+        assert error.problems and all(p.attribute for p in error.problems)
+        return
+    assert parse_item(item.to_plain()) == item  # what is accepted survives a round trip
+
+
+_DESCRIPTORS = st.recursive(
+    st.one_of(
+        st.builds(lambda t: {"S": t}, _TEXT),
+        st.builds(
+            lambda t: {"N": t},
+            st.one_of(_TEXT, st.from_regex(r"-?[0-9]{0,45}(e-?[0-9]{1,3})?", fullmatch=True)),
+        ),
+        st.builds(lambda b: {"BOOL": b}, st.booleans()),
+        st.just({"NULL": True}),
+        st.builds(lambda b: {"B": b}, st.binary(max_size=4)),
+        st.builds(lambda t: {"NS": t}, st.lists(_TEXT, min_size=1, max_size=2)),
+        st.builds(lambda t: {"SS": t}, st.lists(_TEXT, min_size=1, max_size=2)),
+        st.builds(lambda t: {"X": t}, _TEXT),
+        _JSON,
+    ),
+    lambda inner: (
+        st.builds(lambda v: {"L": v}, st.lists(inner, max_size=2))
+        | st.builds(lambda v: {"M": v}, st.dictionaries(_TEXT, inner, max_size=2))
+    ),
+    max_leaves=5,
+)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=_UNCHANGED_FIXTURE)
+@given(changes=st.dictionaries(_NAMES, _DESCRIPTORS, max_size=5))
+def test_fuzz_dynamodb_items_never_crash_reading_or_validation(published_item, changes):
+    dynamo = to_dynamodb(published_item) | changes
+    plain = from_dynamodb(dynamo)  # never raises
+    with contextlib.suppress(InvalidItemError):
+        parse_item(plain)
+
+
+@pytest.mark.parametrize(
+    "attribute", ["startvalue", "targetTableName", "replication_task_settings"]
+)
+def test_values_nested_too_deeply_are_an_invalid_item(published_item, attribute):
+    deep: Any = []
+    for _ in range(5000):
+        deep = [deep]
+    with pytest.raises(InvalidItemError, match="nested too deeply"):
+        parse_item({**published_item, attribute: deep})
+
+
+@pytest.mark.parametrize("kind", [ColumnKind.INTEGER, ColumnKind.DATE, ColumnKind.TIMESTAMP])
+def test_the_largest_value_of_a_kind_has_no_successor(kind):
+    with pytest.raises(ValueError, match="is the largest"):
+        values.successor(kind, values.KIND_MAX[kind])
+    below = values.predecessor(kind, values.KIND_MAX[kind])
+    assert values.successor(kind, below) == values.KIND_MAX[kind]

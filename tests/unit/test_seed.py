@@ -6,7 +6,9 @@ import json
 from pathlib import Path
 
 import jsonschema
+import pytest
 
+from deltaload.errors import InvalidItemError
 from deltaload.items import KNOWN_ATTRIBUTES, FilterOperator, from_dynamodb, parse_item
 from deltaload.values import ColumnKind
 
@@ -42,3 +44,43 @@ def test_schema_rejects_what_the_model_rejects():
     for bad in ({"filteroperator": "gt"}, {"filtercolum": "x"}, {"sourceTable": "a b"}):
         errors = list(jsonschema.Draft202012Validator(SCHEMA).iter_errors({**plain, **bad}))
         assert errors, bad
+
+
+def _schema_accepts(item: dict) -> bool:
+    return not list(jsonschema.Draft202012Validator(SCHEMA).iter_errors(item))
+
+
+def _model_accepts(item: dict) -> bool:
+    try:
+        parse_item(item)
+    except InvalidItemError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"activeflag": "Y"},
+        {"activeflag": "n"},
+        {"activeflag": "yes"},
+        {"targetTableName": "orders_s3\n"},
+        {"sourceTable": "orders_rds\n"},
+        {"filtercolumn": "row_id\n"},
+        {"safetylagseconds": 0},
+        {"safetylagseconds": "2592000"},
+        {"safetylagseconds": 2592000},
+        {"safetylagseconds": 2592001},
+        {"safetylagseconds": "2592001"},
+        {"safetylagseconds": "2599999"},
+        {"safetylagseconds": "99999999999"},
+        {"safetylagseconds": "\u00b2"},
+        {"safetylagseconds": "300\n"},
+        {"startvalue": {"value": 1}},
+        {"startvalue": [1]},
+        {"startvalue": "k" * 1025, "filtercolumntype": "string"},
+    ],
+)
+def test_schema_and_model_agree(change):
+    item = {**json.loads((SEED / "orders.json").read_text()), **change}
+    assert _schema_accepts(item) == _model_accepts(item), change

@@ -103,11 +103,40 @@ def test_timestamp_upper_bound_is_the_safety_lag_behind_now_to_the_second(publis
     assert selects(plan, "2024-03-10 11:59:29.999999")
     assert not selects(plan, "2024-03-10 11:59:30")
     # The exclusive bound written to DMS is a whole second: no fractional comparison involved.
-    upper_filter = plan.filters[1]["filter-conditions"][0]
+    # The far end is a whole second too, as DMS documents filter times (YYYY-MM-DD HH:MM:SS).
+    lower_filter, upper_filter = (f["filter-conditions"][0] for f in plan.filters)
+    assert lower_filter == {
+        "filter-operator": "between",
+        "start-value": "2024-03-01 00:00:00",
+        "end-value": "9999-12-31 23:59:59",
+    }
     assert upper_filter == {
         "filter-operator": "notbetween",
         "start-value": "2024-03-10 11:59:30",
-        "end-value": "9999-12-31 23:59:59.999999",
+        "end-value": "9999-12-31 23:59:59",
+    }
+
+
+@pytest.mark.parametrize("value", ["9999-12-31 23:59:59.5", "9999-12-31 23:59:59.999999"])
+def test_values_past_the_whole_second_far_end_are_in_no_window(published_item, value):
+    # MySQL DATETIME(6) holds these; notbetween alone would let them into every window.
+    first = plan_window(ts_item(published_item), NOW)
+    second = plan_window(
+        ts_item(published_item, watermark=first.next_watermark), NOW + timedelta(hours=1)
+    )
+    assert not selects(first, value) and not selects(second, value)
+    assert selects(first, "2024-03-01 00:00:00") and selects(second, "2024-03-10 11:59:30")
+
+
+def test_date_windows_stop_at_the_far_end_too(published_item):
+    plan = plan_window(
+        item(published_item, filtercolumn="d", filtercolumntype="date", startvalue="2024-01-01"),
+        NOW,
+    )
+    assert plan.filters[0]["filter-conditions"][0] == {
+        "filter-operator": "between",
+        "start-value": "2024-01-01",
+        "end-value": "9999-12-31",
     }
 
 

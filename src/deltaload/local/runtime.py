@@ -21,6 +21,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import signal
 import threading
 import time
@@ -74,6 +75,27 @@ class Interrupted(LocalRuntimeError):
         self.executions = executions
 
 
+def _check_server_url(url: str) -> None:
+    """Refuse a database URL SQLAlchemy cannot read (a port that is not a number, say)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    # Never echo a password: user:secret@host becomes user:***@host.
+    shown = re.sub(r"(//[^/@:]*:)[^/@]*@", r"\1***@", url)
+    try:
+        port = make_url(url).port
+    except (ArgumentError, ValueError) as error:
+        raise LocalRuntimeError(
+            f"cannot read the source URL {shown!r}: {error}; write it as "
+            "postgresql://user@host:port/db or mysql+pymysql://user@host:port/db, "
+            "with the port a number from 1 to 65535"
+        ) from None
+    if port is not None and not 1 <= port <= 65535:
+        raise LocalRuntimeError(
+            f"the source URL {shown!r} has port {port}; a port is a number from 1 to 65535"
+        )
+
+
 @dataclass(frozen=True)
 class Source:
     """The database the local runtime loads from."""
@@ -98,6 +120,8 @@ class Source:
                 f"unsupported source URL scheme {scheme!r}: use sqlite:///path, "
                 "postgresql://user@host:port/db or mysql+pymysql://user@host:port/db"
             )
+        if engine != "sqlite":
+            _check_server_url(url)
         return cls(engine=engine, url=url, schema=schema)
 
     @property
@@ -470,15 +494,20 @@ class LocalRuntime:
                 (props[k] for k in (*settings_keys, "PostgreSQLSettings") if k in props), {}
             )
             key = "PostgreSQLSettings" if self.source.engine == "postgres" else "MySQLSettings"
+            engine_settings = {
+                "SecretsManagerSecretId": self.template.parameters["SourceSecretArn"],
+                "SecretsManagerAccessRoleArn": secret_settings.get(
+                    "SecretsManagerAccessRoleArn", f"arn:aws:iam::{ACCOUNT}:role/local"
+                ),
+            }
+            if self.source.engine == "postgres":
+                # The template's type-mapping settings (MapBooleanAsBoolean) reach the engine.
+                pg = props.get("PostgreSqlSettings") or {}
+                engine_settings |= {k: v for k, v in pg.items() if k.startswith("Map")}
             request |= {
                 "EngineName": self.source.engine,
                 "DatabaseName": self.source.secret()["dbname"],
-                key: {
-                    "SecretsManagerSecretId": self.template.parameters["SourceSecretArn"],
-                    "SecretsManagerAccessRoleArn": secret_settings.get(
-                        "SecretsManagerAccessRoleArn", f"arn:aws:iam::{ACCOUNT}:role/local"
-                    ),
-                },
+                key: engine_settings,
             }
         created = self.session.client("dms").create_endpoint(**request)["Endpoint"]
         self.template.set_physical_id(logical_id, created["EndpointArn"])

@@ -16,7 +16,14 @@ from typing import Any
 from . import errors as e
 from .describe import filtered, paginate, table_items
 from .faults import FaultRegistry
-from .loader import TABLE_COMPLETED, LoadCancelled, LoadRequest, TableStat, run_full_load
+from .loader import (
+    TABLE_COMPLETED,
+    LoadCancelled,
+    LoadRequest,
+    LobSettings,
+    TableStat,
+    run_full_load,
+)
 from .mapping import TableMapping, parse_table_mappings
 from .models import (
     SERVERLESS_PHASES,
@@ -293,11 +300,20 @@ class DmsBackend:
                     database or "",
                 ),
             )
+        # PostgreSQLSettings (or the extra connection attribute of the same name) that change
+        # DMS's type mapping: https://docs.aws.amazon.com/dms/latest/APIReference/API_PostgreSQLSettings.html
+        pg = settings.get("PostgreSQLSettings") or {}
+
+        def flag(name: str) -> bool:
+            return pg.get(name) is True or lowered.get(name.lower()) == "true"
+
         return replace(
             config,
             schema_alias=options.get("schemaName"),
-            unbounded_numeric_as_string=numeric_as_string,
+            unbounded_numeric_as_string=numeric_as_string or flag("MapUnboundedNumericAsString"),
             options=options,
+            map_boolean_as_boolean=flag("MapBooleanAsBoolean"),
+            map_jsonb_as_clob=flag("MapJsonbAsClob"),
         )
 
     def target_settings(self, endpoint: Endpoint) -> TargetSettings:
@@ -551,7 +567,13 @@ class DmsBackend:
         self._scheduler.later(
             self.timing.task_start,
             lambda: self._launch(
-                task, generation, task.mapping, task.source_arn, task.target_arn, skip
+                task,
+                generation,
+                task.mapping,
+                task.source_arn,
+                task.target_arn,
+                skip,
+                task.settings,
             ),
         )
         return {"ReplicationTask": task.to_wire()}
@@ -601,6 +623,7 @@ class DmsBackend:
         source_arn: str,
         target_arn: str,
         skip: set[tuple[str, str]],
+        settings_text: str = "{}",
     ) -> None:
         """Move a started task/replication to running and start its load."""
         with self._lock:
@@ -629,6 +652,7 @@ class DmsBackend:
                     on_tables=lambda tables: self._tables_changed(state, generation, tables),
                     fail_after_rows=rows_fault.rows if rows_fault else None,
                     workdir=self._workdir,
+                    lobs=LobSettings.from_task_settings(settings_text),
                 )
             except (e.LoadError, e.DmsFault) as exc:
                 self._finish(state, generation, failure=_safe_message(exc))
@@ -792,7 +816,13 @@ class DmsBackend:
 
         def launch() -> None:
             self._launch(
-                run, generation, config.mapping, config.source_arn, config.target_arn, skip
+                run,
+                generation,
+                config.mapping,
+                config.source_arn,
+                config.target_arn,
+                skip,
+                config.settings,
             )
 
         endpoints = (config.source_arn, config.target_arn)

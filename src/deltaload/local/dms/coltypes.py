@@ -3,6 +3,12 @@
 DMS filter values are strings; they are converted to the column's kind before they are
 bound, so '10' compares as a number on an integer column and '2024-01-01 10:00:00.5'
 as an instant on a timestamp column, on every engine.
+
+A column's Arrow type is the S3 Parquet type DMS writes for the DMS data type the source
+type maps to (the per-engine "Source data types" pages, then "Target data types for S3
+Parquet" of https://docs.aws.amazon.com/dms/latest/userguide/CHAP_Target.S3.html); the
+table with every row and its page is in docs/engine.md. ``lob`` is the DMS LOB type
+(BLOB, CLOB, NCLOB) the column maps to, which decides how limited LOB mode truncates it.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from decimal import Decimal, InvalidOperation
 from enum import Enum
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from .errors import LoadError
 
@@ -41,6 +48,7 @@ class Column:
     arrow_type: pa.DataType
     declared: str = ""
     read_as_text: bool = False  # select CAST(... AS TEXT): no Arrow type, or a slow one
+    lob: str | None = None  # the DMS LOB type (BLOB, CLOB, NCLOB), None for other types
 
     @property
     def field(self) -> pa.Field:
@@ -59,12 +67,16 @@ def arrow_for(kind: Kind, precision: int | None = None, scale: int | None = None
         Kind.FLOAT: pa.float64(),
         Kind.DATE: pa.date32(),
         Kind.TIMESTAMP: pa.timestamp("us"),
-        Kind.TIMESTAMPTZ: pa.timestamp("us", tz="UTC"),
+        # DMS maps time-zone timestamps to DATETIME (no zone) -> Parquet TIMESTAMP: UTC values.
+        Kind.TIMESTAMPTZ: pa.timestamp("us"),
         Kind.BOOL: pa.bool_(),
         Kind.BINARY: pa.binary(),
         Kind.TEXT: pa.string(),
     }[kind]
 
+
+# The DMS LOB data types (https://docs.aws.amazon.com/dms/latest/userguide/CHAP_Reference.DataTypes.html).
+BLOB, CLOB, NCLOB = "BLOB", "CLOB", "NCLOB"
 
 _DECL_PRECISION = re.compile(r"\(\s*(\d+)\s*(?:,\s*(\d+)\s*)?\)")
 
@@ -72,10 +84,12 @@ _DECL_PRECISION = re.compile(r"\(\s*(\d+)\s*(?:,\s*(\d+)\s*)?\)")
 def sqlite_column(name: str, declared: str) -> Column:
     """Type a SQLite column from its declared type (SQLite itself stores any value anywhere).
 
-    INTEGER/INT* -> int64, REAL/FLOAT/DOUBLE -> float64, NUMERIC/DECIMAL(p,s) ->
-    decimal128(p,s) (no precision: decimal128(38,10)), DATE -> date32,
-    TIMESTAMP/DATETIME -> timestamp[us] (…WITH TIME ZONE/TIMESTAMPTZ -> timestamp[us, UTC]),
-    BOOL* -> bool, BLOB -> binary, anything else -> string.
+    SQLite is no DMS source; it is typed like the nearest one, PostgreSQL with the endpoint
+    settings deltaload uses: INTEGER/INT* -> int64, REAL/FLOAT/DOUBLE -> float64,
+    NUMERIC/DECIMAL(p,s) -> decimal128(p,s) (no precision: decimal128(38,10)), DATE ->
+    date32, TIMESTAMP/DATETIME (also WITH TIME ZONE, as UTC) -> timestamp[us], BOOL* ->
+    bool (MapBooleanAsBoolean), BLOB -> binary (a BLOB LOB), TEXT/CLOB/JSON or no type ->
+    string (an NCLOB LOB, like PostgreSQL TEXT), any other type (VARCHAR(n)...) -> string.
     """
     decl = declared.upper().strip()
     kind = _sqlite_kind(decl)
@@ -84,7 +98,12 @@ def sqlite_column(name: str, declared: str) -> Column:
         precision = int(match.group(1)) if match else 38
         scale = int(match.group(2) or 0) if match else 10
         return Column(name, kind, arrow_for(kind, precision, scale), declared)
-    return Column(name, kind, arrow_for(kind), declared)
+    lob = None
+    if kind is Kind.BINARY:
+        lob = BLOB
+    elif kind is Kind.TEXT and (not decl or any(t in decl for t in ("TEXT", "CLOB", "JSON"))):
+        lob = NCLOB
+    return Column(name, kind, arrow_for(kind), declared, lob=lob)
 
 
 def _sqlite_kind(decl: str) -> Kind:
@@ -201,3 +220,49 @@ def canonical_timestamp_text(value: datetime) -> str:
     if value.tzinfo is not None:
         value = value.astimezone(UTC).replace(tzinfo=None)
     return value.strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def lob_size(value: str | bytes, lob: str) -> int:
+    """The size DMS measures a LOB value by against LobMaxSize, in bytes.
+
+    BLOB: its bytes. CLOB: "each character as a UTF8 character". NCLOB: "each character as
+    a double-byte character" (UTF-16: 2 bytes, 4 beyond the BMP). From "Working with LOB
+    source data types for PostgreSQL",
+    https://docs.aws.amazon.com/dms/latest/userguide/CHAP_Source.PostgreSQL.html.
+    """
+    if isinstance(value, bytes):
+        return len(value)
+    return len(value.encode("utf-16-le" if lob == NCLOB else "utf-8"))
+
+
+def cut_lob(value: str | bytes, lob: str, limit: int) -> str | bytes:
+    """The first ``limit`` bytes of a LOB as DMS measures it, never half a character."""
+    if isinstance(value, bytes):
+        return value[:limit]
+    encoding = "utf-16-le" if lob == NCLOB else "utf-8"
+    cut = limit - limit % 2 if lob == NCLOB else limit
+    return value.encode(encoding)[:cut].decode(encoding, errors="ignore")
+
+
+def truncate_lobs(array: pa.Array, lob: str, limit: int) -> tuple[pa.Array, int]:
+    """Limited LOB mode: cut values longer than ``limit`` bytes; (new array, values cut).
+
+    "Any LOBs that are larger than this value is truncated to this value" (Setting LOB
+    support, https://docs.aws.amazon.com/dms/latest/userguide/CHAP_Tasks.LOBSupport.html).
+    """
+    if len(array) == 0 or array.null_count == len(array):
+        return array, 0
+    lengths = pc.binary_length(array)
+    # No value can be too long unless its stored bytes (x2 for NCLOB's UTF-16) exceed it.
+    factor = 2 if lob == NCLOB and pa.types.is_string(array.type) else 1
+    suspects = pc.greater(pc.multiply(lengths, factor), limit)
+    if not pc.any(suspects).as_py():
+        return array, 0
+    values = array.to_pylist()
+    flags = suspects.to_pylist()
+    cut = 0
+    for index, (value, suspect) in enumerate(zip(values, flags, strict=True)):
+        if suspect and value is not None and lob_size(value, lob) > limit:
+            values[index] = cut_lob(value, lob, limit)
+            cut += 1
+    return (pa.array(values, type=array.type), cut) if cut else (array, 0)

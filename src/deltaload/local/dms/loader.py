@@ -7,6 +7,8 @@ table states and task statistics while the load runs, as DMS does.
 from __future__ import annotations
 
 import contextlib
+import json
+import logging
 import queue
 import threading
 from collections.abc import Callable, Iterator
@@ -17,10 +19,13 @@ from typing import Any
 
 import pyarrow as pa
 
+from .coltypes import Column, truncate_lobs
 from .errors import LoadError
 from .mapping import TableMapping, TablePlan
 from .sources import SourceConfig, SourceReader, conform, open_reader
 from .writer import ParquetSink, TargetSettings
+
+LOG = logging.getLogger(__name__)
 
 TABLE_COMPLETED = "Table completed"
 TABLE_ERROR = "Table error"
@@ -34,6 +39,42 @@ class LoadCancelled(Exception):
     """The task was stopped while loading."""
 
 
+@dataclass(frozen=True)
+class LobSettings:
+    """The task's LOB handling (TargetMetadata task settings).
+
+    DMS's defaults: SupportLobs true, limited LOB mode, LobMaxSize 32 KB. SupportLobs false
+    leaves LOB columns out ("Don't include LOB columns - LOB columns are excluded from the
+    migration", CHAP_Introduction.Components.html); limited mode truncates a LOB to
+    LobMaxSize KB and logs a warning; full mode (and inline mode, whose larger LOBs go in
+    full mode) migrates every LOB whole (CHAP_Tasks.LOBSupport.html,
+    CHAP_Tasks.CustomizingTasks.TaskSettings.TargetMetadata.html).
+    """
+
+    mode: str = "limited"  # none | limited | full | inline
+    max_kb: int = 32
+
+    @classmethod
+    def from_task_settings(cls, text: str) -> LobSettings:
+        """The LOB settings of a task settings JSON document (defaults where absent)."""
+        try:
+            document = json.loads(text or "{}")
+        except json.JSONDecodeError:
+            document = {}
+        meta = document.get("TargetMetadata") if isinstance(document, dict) else None
+        meta = meta if isinstance(meta, dict) else {}
+        max_kb = meta.get("LobMaxSize", 32)
+        max_kb = max_kb if isinstance(max_kb, int) and max_kb > 0 else 32
+        if meta.get("SupportLobs", True) is False:
+            return cls("none", max_kb)
+        if meta.get("FullLobMode") is True:
+            return cls("full", max_kb)
+        inline = meta.get("InlineLobMaxSize", 0)
+        if isinstance(inline, int) and inline > 0 and meta.get("LimitedSizeLobMode") is not True:
+            return cls("inline", max_kb)
+        return cls("limited", max_kb)
+
+
 @dataclass
 class TableStat:
     """Statistics of one table of a load (source names, as DMS reports them)."""
@@ -45,6 +86,7 @@ class TableStat:
     start: datetime | None = None
     end: datetime | None = None
     keys: list[str] = field(default_factory=list)
+    lobs_truncated: dict[str, int] = field(default_factory=dict)  # column -> values cut
 
     def to_wire(self) -> dict[str, Any]:
         """The TableStatistics shape of the DMS API."""
@@ -88,6 +130,7 @@ class LoadRequest:
     fail_after_rows: int | None = None
     workdir: Path | None = None
     skip: frozenset[tuple[str, str]] = frozenset()  # tables a resumed load already completed
+    lobs: LobSettings = field(default_factory=LobSettings)
 
 
 def run_full_load(request: LoadRequest) -> list[TableStat]:
@@ -130,6 +173,8 @@ def _load_table(
     stat.state, stat.start = TABLE_LOADING, datetime.now(UTC)
     request.on_tables([stat])
     columns = reader.columns(plan.schema, plan.table)
+    if request.lobs.mode == "none":
+        columns = [c for c in columns if c.lob is None]
     arrow_schema = pa.schema([c.field for c in columns])
     sink = ParquetSink(
         request.s3,
@@ -143,10 +188,23 @@ def _load_table(
         for raw in _prefetch(reader.batches(plan.schema, plan.table, columns, plan.filters)):
             if request.cancel.is_set():
                 raise LoadCancelled(where)
-            batch = _apply_row_budget(conform(raw, arrow_schema, columns), budget, sink, where)
+            batch = conform(raw, arrow_schema, columns)
+            if request.lobs.mode == "limited":
+                batch = _limit_lobs(batch, columns, request.lobs.max_kb * 1024, stat)
+            batch = _apply_row_budget(batch, budget, sink, where)
             sink.write(batch)
             stat.rows = sink.accepted
         stat.keys = sink.close()
+        for column, count in stat.lobs_truncated.items():
+            # DMS: "LOBs that exceed the maximum LOB size are truncated, and a warning is
+            # issued to the log file" (CHAP_Tasks.LOBSupport.html). Nothing else says so.
+            LOG.warning(
+                "%s: %d LOB value(s) of column %r truncated to LobMaxSize %d KB (limited LOB mode)",
+                where,
+                count,
+                column,
+                request.lobs.max_kb,
+            )
     except LoadCancelled:
         stat.state = TABLE_CANCELLED
         raise
@@ -160,6 +218,20 @@ def _load_table(
         stat.end = datetime.now(UTC)
     stat.rows, stat.state = sink.rows, TABLE_COMPLETED
     request.on_tables([stat])
+
+
+def _limit_lobs(
+    batch: pa.RecordBatch, columns: list[Column], limit: int, stat: TableStat
+) -> pa.RecordBatch:
+    """Truncate the batch's LOB columns to ``limit`` bytes, counting the values cut."""
+    for index, column in enumerate(columns):
+        if column.lob is None:
+            continue
+        array, cut = truncate_lobs(batch.column(index), column.lob, limit)
+        if cut:
+            batch = batch.set_column(index, batch.schema.field(index), array)
+            stat.lobs_truncated[column.name] = stat.lobs_truncated.get(column.name, 0) + cut
+    return batch
 
 
 def _apply_row_budget(

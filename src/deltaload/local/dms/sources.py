@@ -23,6 +23,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql import quoted_name
 
 from .coltypes import (
+    BLOB,
+    CLOB,
+    NCLOB,
     Column,
     Kind,
     arrow_for,
@@ -50,6 +53,9 @@ class SourceConfig:
     schema_alias: str | None = None
     unbounded_numeric_as_string: bool = False
     options: Mapping[str, str] = field(default_factory=dict)
+    # PostgreSQLSettings that change DMS's type mapping (CHAP_Source.PostgreSQL.html).
+    map_boolean_as_boolean: bool = False
+    map_jsonb_as_clob: bool = False
 
     def describe(self) -> str:
         """A password-free description for messages."""
@@ -345,6 +351,21 @@ _PG_INTS = {"smallint": pa.int16(), "integer": pa.int32(), "bigint": pa.int64()}
 _PG_TEXT_UDTS = {"text", "varchar", "bpchar", "name"}
 
 
+# PostgreSQL types DMS maps to a LOB; every other text-like type is a STRING/WSTRING.
+_PG_NCLOB_UDTS = {"text", "json", "jsonb", "hstore"}
+_PG_CLOB_UDTS = {"xml", "tsvector", "tsquery", "path", "polygon"}
+
+
+def _pg_lob(data_type: str, udt: str, typtype: Any, jsonb_as_clob: bool) -> str | None:
+    if udt == "jsonb" and jsonb_as_clob:
+        return CLOB  # MapJsonbAsClob
+    if udt in _PG_NCLOB_UDTS or data_type == "ARRAY" or typtype == "c":
+        return NCLOB  # TEXT, JSON, JSONB, HSTORE, ARRAY, COMPOSITE
+    if udt in _PG_CLOB_UDTS:
+        return CLOB
+    return None
+
+
 def _pg_sa_type(column: Column) -> sa.types.TypeEngine:
     if column.kind is Kind.DECIMAL:
         if pa.types.is_decimal(column.arrow_type):
@@ -436,10 +457,14 @@ class PostgresReader(SourceReader):
         return [(s, t) for s, t, kind in rows if kind in kinds]
 
     def columns(self, schema: str, table: str) -> list[Column]:
+        # typtype tells enums ('e', DMS STRING) from composite types ('c', DMS NCLOB).
         rows = self._query(
-            "SELECT column_name, data_type, udt_name, numeric_precision, numeric_scale "
-            "FROM information_schema.columns WHERE table_schema = $1 AND table_name = $2 "
-            "ORDER BY ordinal_position",
+            "SELECT c.column_name, c.data_type, c.udt_name, c.numeric_precision, "
+            "c.numeric_scale, (SELECT t.typtype::text FROM pg_catalog.pg_type t "
+            "JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace "
+            "WHERE t.typname = c.udt_name AND n.nspname = c.udt_schema) "
+            "FROM information_schema.columns c WHERE c.table_schema = $1 "
+            "AND c.table_name = $2 ORDER BY c.ordinal_position",
             (schema, table),
         )
         if not rows:
@@ -448,7 +473,11 @@ class PostgresReader(SourceReader):
             )
         return [self._column(*row) for row in rows]
 
-    def _column(self, name: str, data_type: str, udt: str, prec: Any, scale: Any) -> Column:
+    def _column(
+        self, name: str, data_type: str, udt: str, prec: Any, scale: Any, typtype: Any = None
+    ) -> Column:
+        """The DMS mapping of a PostgreSQL type ("Source data types for PostgreSQL",
+        https://docs.aws.amazon.com/dms/latest/userguide/CHAP_Source.PostgreSQL.html)."""
         if data_type in _PG_INTS:
             return Column(name, Kind.INT, _PG_INTS[data_type], data_type)
         if data_type == "numeric":
@@ -463,18 +492,35 @@ class PostgresReader(SourceReader):
                 prec, scale = 28, 6
             arrow_type = arrow_for(Kind.DECIMAL, int(prec), int(scale))
             return Column(name, Kind.DECIMAL, arrow_type, udt, read_as_text=True)
+        if data_type == "money":  # NUMERIC(38,4); read as numeric text, not '$1,234.50'
+            return Column(name, Kind.DECIMAL, pa.decimal128(38, 4), "money", read_as_text=True)
+        if data_type == "boolean":
+            # CHAR(5) 'true'/'false' unless the endpoint sets MapBooleanAsBoolean.
+            arrow_type = pa.bool_() if self.config.map_boolean_as_boolean else pa.string()
+            return Column(name, Kind.BOOL, arrow_type, data_type)
         simple = {
             "real": (Kind.FLOAT, pa.float32()),
             "double precision": (Kind.FLOAT, pa.float64()),
-            "boolean": (Kind.BOOL, pa.bool_()),
             "date": (Kind.DATE, pa.date32()),
             "timestamp without time zone": (Kind.TIMESTAMP, pa.timestamp("us")),
-            "timestamp with time zone": (Kind.TIMESTAMPTZ, pa.timestamp("us", tz="UTC")),
-            "bytea": (Kind.BINARY, pa.binary()),
+            "timestamp with time zone": (Kind.TIMESTAMPTZ, pa.timestamp("us")),
+            "time without time zone": (Kind.TEXT, pa.time32("ms")),  # TIME -> TIME32
         }
-        kind, arrow_type = simple.get(data_type, (Kind.TEXT, pa.string()))
-        as_text = kind is Kind.TEXT and udt not in _PG_TEXT_UDTS
-        return Column(name, kind, arrow_type, udt if as_text else data_type, read_as_text=as_text)
+        if data_type == "bytea":
+            return Column(name, Kind.BINARY, pa.binary(), data_type, lob=BLOB)
+        if data_type in simple:
+            kind, arrow_type = simple[data_type]
+            return Column(name, kind, arrow_type, data_type)
+        lob = _pg_lob(data_type, udt, typtype, self.config.map_jsonb_as_clob)
+        as_text = udt not in _PG_TEXT_UDTS
+        return Column(
+            name,
+            Kind.TEXT,
+            pa.string(),
+            udt if as_text else data_type,
+            read_as_text=as_text,
+            lob=lob,
+        )
 
     def batches(
         self, schema: str, table: str, columns: list[Column], filters: Sequence[SourceFilter]
@@ -487,6 +533,8 @@ class PostgresReader(SourceReader):
         for col in columns:
             ref = sa.column(_quoted(col.name))
             # Types ADBC has no Arrow mapping for (uuid, json, ...) and numeric come as text.
+            if col.declared == "money":
+                ref = sa.cast(ref, sa.Numeric)
             select.append(sa.cast(ref, sa.Text).label(col.name) if col.read_as_text else ref)
         stmt = sa.select(*select).select_from(_sa_table(schema, table, columns))
         if where is not None:
@@ -528,15 +576,29 @@ class _MysqlDialect:
         return sa.bindparam(None, value)
 
 
+# (signed, unsigned) Parquet types of DMS's INTn/UINTn for each MySQL integer type.
 _MYSQL_INTS = {
-    "tinyint": (pa.int8(), pa.int16()),
-    "smallint": (pa.int16(), pa.int32()),
-    "mediumint": (pa.int32(), pa.int32()),
-    "int": (pa.int32(), pa.int64()),
+    "tinyint": (pa.int8(), pa.uint8()),
+    "smallint": (pa.int16(), pa.uint16()),
+    "mediumint": (pa.int32(), pa.uint32()),
+    "int": (pa.int32(), pa.uint32()),
     "bigint": (pa.int64(), pa.uint64()),
     "year": (pa.int16(), pa.int16()),
 }
-_MYSQL_BINARY = {"binary", "varbinary", "tinyblob", "blob", "mediumblob", "longblob"}
+_MYSQL_BINARY = {"binary", "varbinary", "tinyblob", "blob"}  # BYTES
+_MYSQL_BLOB = {
+    "mediumblob",
+    "longblob",
+    "geometry",
+    "point",
+    "linestring",
+    "polygon",
+    "multipoint",
+    "multilinestring",
+    "multipolygon",
+    "geometrycollection",
+    "geomcollection",
+}
 
 
 class MysqlReader(SourceReader):
@@ -595,9 +657,13 @@ class MysqlReader(SourceReader):
         where = build_where(
             filters, {c.name: c for c in columns}, _MysqlDialect(), self._where(table, schema)
         )
-        stmt = sa.select(*[sa.column(_quoted(c.name)) for c in columns]).select_from(
-            _sa_table(schema, table, columns)
-        )
+        selected = [
+            sa.cast(sa.column(_quoted(c.name)), sa.String).label(c.name)
+            if c.read_as_text
+            else sa.column(_quoted(c.name))
+            for c in columns
+        ]
+        stmt = sa.select(*selected).select_from(_sa_table(schema, table, columns))
         if where is not None:
             stmt = stmt.where(where)
         schema_out = pa.schema([c.field for c in columns])
@@ -611,10 +677,17 @@ class MysqlReader(SourceReader):
 
 
 def _mysql_column(name: str, data_type: str, column_type: str, prec: Any, scale: Any) -> Column:
+    """The DMS mapping of a MySQL/MariaDB type ("Source data types for MySQL",
+    https://docs.aws.amazon.com/dms/latest/userguide/CHAP_Source.MySQL.html).
+
+    BOOLEAN is TINYINT(1) in MySQL, and DMS maps TINYINT to INT1: it lands as int8.
+    """
     data_type = data_type.lower()
     column_type = column_type.lower()
-    if column_type.startswith("tinyint(1)") or data_type in ("bool", "boolean"):
-        return Column(name, Kind.BOOL, pa.bool_(), column_type)
+    if data_type == "bit":
+        if column_type in ("bit", "bit(1)"):
+            return Column(name, Kind.BOOL, pa.bool_(), column_type)  # BIT -> BOOLEAN
+        return Column(name, Kind.BINARY, pa.binary(), column_type)  # BIT(64) -> BYTES(8)
     if data_type in _MYSQL_INTS:
         signed, unsigned = _MYSQL_INTS[data_type]
         return Column(
@@ -625,16 +698,25 @@ def _mysql_column(name: str, data_type: str, column_type: str, prec: Any, scale:
             name, Kind.DECIMAL, arrow_for(Kind.DECIMAL, int(prec), int(scale)), column_type
         )
     simple = {
-        "float": (Kind.FLOAT, pa.float32()),
+        "float": (Kind.FLOAT, pa.float64()),  # FLOAT -> REAL(DOUBLE)
         "double": (Kind.FLOAT, pa.float64()),
         "date": (Kind.DATE, pa.date32()),
-        "datetime": (Kind.TIMESTAMP, pa.timestamp("us")),
-        "timestamp": (Kind.TIMESTAMPTZ, pa.timestamp("us", tz="UTC")),
+        "datetime": (Kind.TIMESTAMP, pa.timestamp("us")),  # as written, not converted
+        "timestamp": (Kind.TIMESTAMPTZ, pa.timestamp("us")),  # converted to UTC
     }
     if data_type in _MYSQL_BINARY:
         return Column(name, Kind.BINARY, pa.binary(), column_type)
-    kind, arrow_type = simple.get(data_type, (Kind.TEXT, pa.string()))
-    return Column(name, kind, arrow_type, column_type)
+    if data_type in _MYSQL_BLOB:
+        return Column(name, Kind.BINARY, pa.binary(), column_type, lob=BLOB)
+    if data_type == "time":  # TIME -> STRING, in MySQL's own text form
+        return Column(name, Kind.TEXT, pa.string(), column_type, read_as_text=True)
+    if data_type in simple:
+        kind, arrow_type = simple[data_type]
+        return Column(name, kind, arrow_type, column_type)
+    # MEDIUMTEXT/LONGTEXT -> NCLOB (MariaDB's JSON is a LONGTEXT), MySQL JSON -> CLOB,
+    # CHAR/VARCHAR/TINYTEXT/TEXT/ENUM/SET -> WSTRING.
+    lob = {"mediumtext": NCLOB, "longtext": NCLOB, "json": CLOB}.get(data_type)
+    return Column(name, Kind.TEXT, pa.string(), column_type, lob=lob)
 
 
 def _rows_to_batch(
@@ -644,13 +726,20 @@ def _rows_to_batch(
     for index, column in enumerate(columns):
         values = [row[index] for row in rows]
         if column.kind is Kind.BOOL:
-            values = [None if v is None else bool(v) for v in values]
+            # BIT(1) arrives as b'\x00'/b'\x01'.
+            values = [None if v is None else _mysql_bool(v) for v in values]
         elif column.kind is Kind.TEXT:
             values = [None if v is None else str(v) for v in values]
         elif column.kind is Kind.BINARY:
             values = [None if v is None else bytes(v) for v in values]
         arrays.append(pa.array(values, type=column.arrow_type))
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
+def _mysql_bool(value: Any) -> bool:
+    if isinstance(value, bytes | bytearray):
+        return int.from_bytes(value, "big") != 0
+    return bool(value)
 
 
 # ----------------------------------------------------------------------- conversion
@@ -673,6 +762,9 @@ def conform(batch: pa.RecordBatch, schema: pa.Schema, columns: list[Column]) -> 
 
 def _cast(array: pa.Array, column: Column) -> pa.Array:
     try:
+        if pa.types.is_time32(column.arrow_type):
+            # DMS TIME lands as Parquet TIME32 (milliseconds): finer digits are dropped.
+            return pc.cast(array, column.arrow_type, safe=False)
         return pc.cast(array, column.arrow_type)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
         if pa.types.is_string(array.type) and column.kind in (
@@ -701,9 +793,7 @@ def _parse_times(array: pa.Array, column: Column) -> pa.Array:
             raise LoadError(
                 f"column {column.name!r} ({column.declared}): {text!r} is not a timestamp"
             ) from exc
-        if column.kind is Kind.TIMESTAMPTZ:
-            stamp = stamp.replace(tzinfo=UTC) if stamp.tzinfo is None else stamp.astimezone(UTC)
-        elif stamp.tzinfo is not None:
+        if stamp.tzinfo is not None:  # naive values of a time-zone column are UTC already
             stamp = stamp.astimezone(UTC).replace(tzinfo=None)
         values.append(stamp.date() if column.kind is Kind.DATE else stamp)
     return pa.array(values, type=column.arrow_type)

@@ -25,7 +25,7 @@ _IDENT = re.compile(r"^[A-Za-z](?:[A-Za-z0-9]|-(?!-)){0,254}$")
 def identifier(params: dict[str, Any], key: str, what: str) -> str:
     """The identifier under ``key``, checked against DMS naming rules."""
     ident = str(params.get(key, ""))
-    if not _IDENT.match(ident):
+    if not _IDENT.fullmatch(ident):
         raise e.InvalidParameterValueException(
             f"{what} identifier {ident!r} is invalid: it must be 1-255 letters, digits or hyphens, "
             "start with a letter, and not end with a hyphen or contain two consecutive hyphens"
