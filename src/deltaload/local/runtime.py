@@ -29,7 +29,7 @@ import traceback
 import uuid
 import warnings
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from io import BytesIO
@@ -40,6 +40,7 @@ from urllib.parse import unquote
 
 import boto3
 from botocore.awsrequest import AWSResponse
+from botocore.exceptions import ClientError
 
 from deltaload import store
 from deltaload.errors import DeltaloadError
@@ -728,19 +729,24 @@ class LocalRuntime:
         running finishes first (it holds the handler lock) and no later step starts;
         loads the engine is running are stopped by the cleanup's teardown.
         """
-        self._closing.set()
-        fault_points.release_paused()
         sfn = self.session.client("stepfunctions")
         cause = f"{why}: deltaload (pid {os.getpid()}) stopped the run before it finished"
         for arn in execution_arns:
             if self._describe(sfn, arn).status == "RUNNING":
-                sfn.stop_execution(executionArn=arn, error="Interrupted", cause=cause)
+                # If it ended meanwhile, the lock check below decides what to do.
+                with suppress(ClientError):
+                    sfn.stop_execution(executionArn=arn, error="Interrupted", cause=cause)
+        self._closing.set()
+        fault_points.release_paused()
         with self._handler_lock:  # the in-flight handler, if any, has returned
             pass
+        locks = {i["targetTableName"]: i.get("lockOwner") for i in self.items()}
         results = []
         for arn in execution_arns:
             result = self._describe(sfn, arn)
-            if result.status in ("RUNNING", "ABORTED"):
+            # A step refused after the stop may have ended the execution FAILED without
+            # its failure path: what counts is whether the run still holds the lock.
+            if result.status in ("RUNNING", "ABORTED") or locks.get(result.table) == result.name:
                 self._cleanup_aborted(result.table, result.name, "Interrupted", cause)
                 result = replace(result, status="ABORTED")
             results.append(self._with_outcome(result))
