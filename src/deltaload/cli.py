@@ -1,7 +1,14 @@
 """The ``deltaload`` command line.
 
-Exit codes: 0 success; 1 a table failed, an item is invalid or a command could
-not finish (the message says why); 2 the command line itself was wrong.
+Exit codes: 0 success (every table loaded, had nothing to load, or was skipped with
+the reason printed); 1 a table failed, an item is invalid, the state folder is damaged
+or busy past ``--lock-timeout``, or a command could not finish (the message says why);
+2 the command line itself was wrong; 130 interrupted (Ctrl-C or SIGTERM): the runs in
+progress went through the failure path and their tables are not left locked.
+
+Commands that write (onboard, run, invoke, demo) hold the state folder's writer lock for
+their whole duration; a second one waits, saying which pid and command holds it. Readers
+(status, runs, plan) take no lock and write nothing.
 """
 
 from __future__ import annotations
@@ -42,6 +49,7 @@ class Options:
     source: str | None = None
     sqlite_schema: str = "dwh"
     project_root: Path | None = None
+    lock_timeout: float | None = None
 
 
 def project_root() -> Path:
@@ -80,18 +88,42 @@ def main_options(
         Path | None,
         typer.Option("--project-root", help="Folder with template.yaml and statemachine/."),
     ] = None,
+    lock_timeout: Annotated[
+        float | None,
+        typer.Option(
+            envvar="DELTALOAD_LOCK_TIMEOUT",
+            min=0,
+            help="Seconds a writing command waits for another one using the state folder "
+            "(0: refuse at once). Default: wait until it has finished.",
+        ),
+    ] = None,
 ) -> None:
     """Offline by default: AWS is emulated in-process and a local engine stands in for DMS."""
     Options.state_dir = state_dir
     Options.source = source
     Options.sqlite_schema = sqlite_schema
     Options.project_root = project
+    Options.lock_timeout = lock_timeout
 
 
 @contextlib.contextmanager
-def runtime(**kwargs: Any) -> Iterator[Any]:
-    """The local runtime with the shared options; its errors become exit code 1."""
+def runtime(*, writer: bool = True, **kwargs: Any) -> Iterator[Any]:
+    """The local runtime with the shared options; its errors become exit code 1.
+
+    A writer holds the state folder's lock until the block ends (waiting for it with a
+    message when another command holds it) and first finishes any run a dead process
+    left locked; a reader (``writer=False``) takes no lock and writes nothing.
+    """
     from deltaload.local.runtime import LocalRuntime, Source
+
+    def waiting(holder: Any) -> None:
+        who = holder.describe() if holder else "another process"
+        errors.print(
+            f"[yellow]waiting[/yellow]: the state folder {escape(str(Options.state_dir))} is "
+            f"in use by {escape(who)}; this command starts when it has finished "
+            "(--lock-timeout to give up)",
+            highlight=False,
+        )
 
     try:
         source = (
@@ -99,11 +131,48 @@ def runtime(**kwargs: Any) -> Iterator[Any]:
             if Options.source
             else None
         )
-        kwargs.setdefault("log_file", Options.state_dir / "logs" / "functions.log")
-        with LocalRuntime(project_root(), Options.state_dir, source, **kwargs) as rt:
+        if writer:
+            kwargs.setdefault("log_file", Options.state_dir / "logs" / "functions.log")
+        if os.environ.get(QUICK_ENV):
+            kwargs.update(_quick_runtime())
+        with LocalRuntime(
+            project_root(),
+            Options.state_dir,
+            source,
+            writer=writer,
+            lock_timeout=Options.lock_timeout,
+            on_lock_wait=waiting,
+            **kwargs,
+        ) as rt:
+            for run in rt.recovered:
+                failure = run.failure.get("failure") or {}
+                errors.print(
+                    f"[yellow]recovered[/yellow] {escape(run.table)}: run {escape(run.run_id)} "
+                    "was interrupted by the end of its process; marked FAILED, lock released, "
+                    f"{failure.get('objectsDeleted', 0)} unrecorded object(s) deleted",
+                    highlight=False,
+                )
             yield rt
     except DeltaloadError as error:
         raise fail(str(error)) from None
+    except KeyboardInterrupt:
+        # Waiting for the lock, recovering or onboarding: every table write is committed
+        # whole or not at all, so there is nothing half-done to clean up.
+        errors.print("[red]interrupted[/red]", highlight=False)
+        raise typer.Exit(130) from None
+
+
+# Test-only: the tests of the real command line set this for the engine's quick timing.
+QUICK_ENV = "DELTALOAD_TEST_QUICK"
+
+
+def _quick_runtime() -> dict[str, Any]:
+    from deltaload.local.dms import Timing
+
+    return {
+        "timing": Timing.quick(),
+        "environment": {"POLL_INITIAL_SECONDS": "0", "POLL_MAX_SECONDS": "1"},
+    }
 
 
 def table_view(headers: list[str], rows: list[list[str]]) -> Table:
@@ -369,7 +438,7 @@ def plan(table: Annotated[str, typer.Argument(help="targetTableName of the item.
     from deltaload.mapping import table_mapping, task_settings
     from deltaload.window import plan_window
 
-    with runtime() as rt:
+    with runtime(writer=False) as rt:
         raw = rt.item(table)
         # The stack's default lag, as the template sets it for the functions.
         lag = int(os.environ.get("SAFETY_LAG_SECONDS", "300"))
@@ -394,7 +463,7 @@ AS_JSON = Annotated[bool, typer.Option("--json", help="Print JSON instead of a t
 @app.command()
 def status(as_json: AS_JSON = False):
     """Every table: active, watermark, last run, rows, state, lock."""
-    with runtime() as rt:
+    with runtime(writer=False) as rt:
         items = rt.items()
     if as_json:
         console.print_json(json.dumps(items, default=str))
@@ -423,7 +492,7 @@ def runs(
     as_json: AS_JSON = False,
 ):
     """The run history of TABLE, oldest first."""
-    with runtime() as rt:
+    with runtime(writer=False) as rt:
         records = rt.history(table)
     if as_json:
         console.print_json(json.dumps(records, default=str))
@@ -455,25 +524,70 @@ def run(
         list[str] | None, typer.Argument(help="Limit the tick to these tables.")
     ] = None,
 ):
-    """One scheduled tick: the starter, then every execution to its end."""
-    with runtime() as rt:
-        result = tick_with_progress(rt, tables or None)
+    """One scheduled tick: the starter, then every execution to its end.
+
+    Prints each table's outcome (loaded, nothing to load, skipped and why, failed and
+    why) with its window, rows, files and new watermark. Exit 0 when nothing failed, 1
+    when a table failed or an item is invalid, 130 when interrupted (Ctrl-C, SIGTERM):
+    the runs then go through the failure path, so no table is left locked.
+    """
+    from deltaload.local.runtime import Interrupted, interruptible
+
+    with runtime() as rt, interruptible() as stop:
+        try:
+            result = tick_with_progress(rt, tables or None, stop)
+        except Interrupted as interrupted:
+            print_executions(interrupted.executions)
+            raise interrupted_exit() from None
     print_tick(result)
     if result.failed or result.starter.get("invalid"):
         raise typer.Exit(1)
 
 
-def tick_with_progress(rt: Any, tables: list[str] | None) -> Any:
-    """Run a tick with a live per-table view."""
-    with Live(console=console, refresh_per_second=4, transient=True) as live:
+def interrupted_exit() -> typer.Exit:
+    """Say that the command was interrupted and return exit 130."""
+    errors.print(
+        "[red]interrupted[/red]: the runs in progress were stopped and recorded as FAILED, "
+        "their staging data deleted and their locks released; the next run loads their "
+        "windows again",
+        highlight=False,
+    )
+    return typer.Exit(130)
 
-        def show(results: list[Any]) -> None:
+
+def tick_with_progress(rt: Any, tables: list[str] | None, stop: Any = None) -> Any:
+    """Run a tick with live per-table progress (a live view on a terminal, lines otherwise)."""
+    show = _progress(rt)
+    with show.live:
+        return rt.tick(tables, progress=show, stop=stop)
+
+
+class _progress:
+    """Progress of the executions: a live table on a terminal, one line per step elsewhere."""
+
+    def __init__(self, rt: Any) -> None:
+        self.rt = rt
+        self.terminal = console.is_terminal
+        self.live: Any = (
+            Live(console=console, refresh_per_second=4, transient=True)
+            if self.terminal
+            else contextlib.nullcontext()
+        )
+        self.seen: dict[str, str] = {}
+
+    def __call__(self, results: list[Any]) -> None:
+        steps = [(r, _current_step(self.rt, r)) for r in results]
+        if self.terminal:
             view = Table("table", "status", "step")
-            for r in results:
-                view.add_row(r.table, r.status, _current_step(rt, r))
-            live.update(view)
-
-        return rt.tick(tables, progress=show)
+            for r, step in steps:
+                view.add_row(r.table, r.status, step)
+            self.live.update(view)
+            return
+        for r, step in steps:
+            now = step or r.status
+            if self.seen.get(r.name) != now:
+                self.seen[r.name] = now
+                console.print(f"  {r.table}: {step or now.lower()}", highlight=False)
 
 
 def _current_step(rt: Any, result: Any) -> str:
@@ -501,34 +615,48 @@ def print_tick(result: Any) -> None:
             f"[yellow]skipped[/yellow] {escape(str(entry['table']))}: "
             f"{escape(str(entry.get('reason', '')))}"
         )
-    view = Table("table", "result", "window", "rows", "files", "watermark")
-    for execution in result.executions:
-        out = execution.output.get("summary") or execution.output
-        view.add_row(
-            execution.table,
-            _result_text(execution),
-            str(out.get("window", "")),
-            str(out.get("rows", "")),
-            str(out.get("files", "")),
-            str(out.get("watermark", "")),
-        )
     if result.executions:
-        console.print(view)
+        print_executions(result.executions)
         for execution in result.executions:
             warning = (execution.output.get("recorded") or {}).get("warning")
             if warning:
                 console.print(
-                    f"[yellow]warning[/yellow] {escape(execution.table)}: {escape(str(warning))}"
+                    f"[yellow]warning[/yellow] {escape(execution.table)}: {escape(str(warning))}",
+                    soft_wrap=True,
                 )
-    elif not starter.get("invalid"):
+    elif not starter.get("invalid") and not starter.get("skipped") and not starter.get("deferred"):
         console.print("no active tables to load")
 
 
-def _result_text(execution: Any) -> str:
-    if execution.status == "SUCCEEDED":
-        return "[green]loaded[/green]" if not execution.output.get("skipped") else "skipped"
-    cause = execution.cause or execution.error or execution.status
-    return f"[red]{execution.status}[/red] {str(cause)[:120]}"
+_COLOURS = {"loaded": "green", "nothing to load": "green", "skipped": "yellow"}
+
+
+def print_executions(executions: list[Any]) -> None:
+    """One row per run (outcome, window, rows, files, new watermark), then each reason whole."""
+    view = Table("table", "result", "window", "rows", "files", "new watermark")
+    reasons: list[str] = []
+    for execution in executions:
+        out = execution.outcome
+        if out is None:  # pragma: no cover - every finished run has one
+            view.add_row(execution.table, execution.status, "", "", "", "")
+            continue
+        colour = _COLOURS.get(out.result, "red")
+        view.add_row(
+            execution.table,
+            f"[{colour}]{out.result}[/{colour}]",
+            escape(out.window or "-"),
+            "-" if out.rows is None else str(out.rows),
+            "-" if out.files is None else str(out.files),
+            escape(str(out.watermark)) if out.watermark is not None else "-",
+        )
+        if out.reason:
+            # Reasons name files, runs and values people copy: printed whole, never wrapped.
+            reasons.append(
+                f"[{colour}]{out.result}[/{colour}] {escape(execution.table)}: {escape(out.reason)}"
+            )
+    console.print(view)
+    for reason in reasons:
+        console.print(reason, soft_wrap=True, highlight=False)
 
 
 @app.command()
@@ -538,11 +666,31 @@ def invoke(
     ],
     event: Annotated[Path | None, typer.Option(help="JSON event file (default: {}).")] = None,
 ):
-    """Invoke one function of the template offline, as `sam local invoke` would."""
+    """Invoke one function of the template offline, as `sam local invoke` would.
+
+    Executions the function starts (StarterFunction) are followed to their end, as
+    `deltaload run` does; exit codes as for `run`.
+    """
+    from deltaload.local.runtime import Interrupted, interruptible
+
     payload = json.loads(event.read_text()) if event else {}
-    with runtime() as rt:
+    with runtime() as rt, interruptible() as stop:
         result = rt.invoke(function, payload)
-    console.print_json(json.dumps(result, default=str))
+        console.print_json(json.dumps(result, default=str))
+        arns = rt.running_executions()
+        if not arns:
+            return
+        show = _progress(rt)
+        try:
+            with show.live:
+                executions = rt.wait_for(arns, show, stop=stop)
+        except Interrupted as interrupted:
+            print_executions(interrupted.executions)
+            raise interrupted_exit() from None
+        rt.save()
+    print_executions(executions)
+    if any(e.status != "SUCCEEDED" for e in executions):
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -551,8 +699,19 @@ def demo(
 ):
     """Load the demo orders table twice, with inserts and updates in between."""
     from deltaload.local.demo import run_demo
+    from deltaload.local.persistence import StateFolderBusyError, WriterLock, command_line
 
-    run_demo(console, runtime, Options.state_dir, rows)
+    # The demo recreates <state>/demo: hold the state folder's lock so that no other
+    # command (or demo) works there meanwhile; its runtime locks the demo folder itself.
+    lock = WriterLock(Options.state_dir)
+    try:
+        lock.acquire(command_line(), timeout=Options.lock_timeout)
+    except StateFolderBusyError as error:
+        raise fail(str(error)) from None
+    try:
+        run_demo(console, runtime, Options.state_dir, rows)
+    finally:
+        lock.release()
 
 
 def main() -> None:
@@ -562,6 +721,11 @@ def main() -> None:
     except DeltaloadError as error:
         errors.print(f"[red]error:[/red] {escape(str(error))}", highlight=False)
         raise SystemExit(1) from None
+    except KeyboardInterrupt:
+        # Outside a run's executions (waiting for the lock, onboarding): nothing is left
+        # half-done, since every table write is committed whole or not at all.
+        errors.print("[red]interrupted[/red]", highlight=False)
+        raise SystemExit(130) from None
 
 
 if __name__ == "__main__":

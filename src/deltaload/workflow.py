@@ -690,11 +690,10 @@ def cleanup_aborted(
             run["keys"] = keys.to_dict()
         except DeltaloadError:
             pass  # an invalid item: nothing can have been published
-    state = {
-        **state,
-        "run": run,
-        "error": {"Error": f"Execution{status.title().replace('_', '')}", "Cause": status},
-    }
+    # The event carries the error and cause given to StopExecution, when there were any
+    # (https://docs.aws.amazon.com/step-functions/latest/dg/cw-events.html).
+    error = str(detail.get("error") or f"Execution{status.title().replace('_', '')}")
+    state = {**state, "run": run, "error": {"Error": error, "Cause": detail.get("cause") or status}}
     failure = record_failure(state, clients, settings, now)
     deadline = now().timestamp() + ABORT_CLEANUP_SECONDS
     attempt = 0
@@ -703,6 +702,15 @@ def cleanup_aborted(
             clients, names.dms_names(table, run_id), _mode(state, settings)
         )
         if outcome["done"]:
+            if not failure["committed"]:
+                # A load that was still running wrote on until teardown stopped its task:
+                # what it staged after record_failure's clean-up goes now.
+                staging = names.as_prefix(
+                    names.staging_folder(settings.staging_prefix, table, run_id)
+                )
+                failure["objectsDeleted"] += publish.delete_prefix(
+                    clients, settings.data_bucket, staging
+                )
             return {"failure": failure, "teardown": outcome}
         moment = now().timestamp()
         if backoff.deadline_passed(deadline, moment):

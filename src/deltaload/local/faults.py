@@ -6,15 +6,35 @@ once. The failure answers botocore's ``before-call`` event, so the caller gets t
 ClientError the service would raise once the SDK's own retries are exhausted.
 DMS-specific faults (a task that fails after N rows, a stalled task) live in the
 local replication engine.
+
+``checkpoint(name)`` marks a point where a test running the real ``deltaload`` process
+may kill it or hold it, chosen by environment variables (never set in normal use):
+
+- ``DELTALOAD_TEST_KILL_AT=<point>``: SIGKILL this process at the point (its first pass,
+  or its n-th with ``<point>#<n>``);
+- ``DELTALOAD_TEST_PAUSE_AT=<point>``: at the point, create the file named by
+  ``DELTALOAD_TEST_PAUSE_FILE`` and wait until the command is interrupted or a file of
+  that name plus ``.continue`` appears (at most five minutes).
+
+The points: ``writer-locked`` (the folder's writer lock is taken and the state restored),
+``after:<FunctionLogicalId>`` (a handler returned, e.g. ``after:AcquireLockFunction`` with
+the table's lock taken, ``after:VerifyPublishFunction`` with the files published and the
+watermark not yet recorded), ``mid-load`` (the engine has written a staging file),
+``before-rename:<LogicalId>@<FunctionLogicalId>`` (a table's new file is written and
+fsynced but not yet renamed into place) and ``after-save:<LogicalId>@<FunctionLogicalId>``
+(the file is in place; the function's next write, often to the other table, is not).
 """
 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from io import BytesIO
+from pathlib import Path
 from typing import Any
 
 from botocore.awsrequest import AWSResponse
@@ -119,3 +139,36 @@ def _error(fault: AwsFault) -> tuple[AWSResponse, dict[str, Any]]:
     body = _Raw(json.dumps(parsed).encode())
     response = AWSResponse("https://local.fault", fault.status, {}, body)
     return response, parsed
+
+
+KILL_ENV = "DELTALOAD_TEST_KILL_AT"
+PAUSE_ENV = "DELTALOAD_TEST_PAUSE_AT"
+PAUSE_FILE_ENV = "DELTALOAD_TEST_PAUSE_FILE"
+_passes: dict[str, int] = {}
+_passes_lock = threading.Lock()
+_released = threading.Event()
+
+
+def checkpoint(point: str) -> None:
+    """A test-only fault point: kill or hold the process here if the environment asks."""
+    kill, pause = os.environ.get(KILL_ENV), os.environ.get(PAUSE_ENV)
+    if not kill and not pause:
+        return
+    with _passes_lock:
+        _passes[point] = count = _passes.get(point, 0) + 1
+    if kill in (point, f"{point}#{count}"):
+        os.kill(os.getpid(), signal.SIGKILL)
+    if pause in (point, f"{point}#{count}"):
+        marker = os.environ.get(PAUSE_FILE_ENV)
+        if marker:
+            Path(marker).write_text(f"{os.getpid()} {point}\n")
+        # Held until the command is interrupted or the test creates "<marker>.continue".
+        go_on = Path(f"{marker}.continue") if marker else None
+        for _ in range(6000):
+            if _released.wait(0.05) or (go_on is not None and go_on.exists()):
+                break
+
+
+def release_paused() -> None:
+    """Let a thread held at a pause point go on (the command is being interrupted)."""
+    _released.set()

@@ -6,6 +6,14 @@ in-process by the template's handlers, DMS calls by the local replication engine
 and S3 calls by the state folder's files (``deltaload.local.s3``), all through
 botocore's ``before-send`` event, so the handlers' boto3 code is the code that
 runs in AWS. State persists in a folder between commands.
+
+A runtime that writes (the default) holds the state folder's writer lock from start to
+end, writes every change of the controller and history tables through to the folder
+(see ``persistence``), and on start finishes what a dead process left: offline
+executions live only in the process that started them, so with the lock taken every
+run lock found on an item is an orphan, and each one goes through the template's
+CleanupAborted handler as AWS would after an execution was aborted. A reader
+(``writer=False``) takes no lock and never writes to the folder.
 """
 
 from __future__ import annotations
@@ -14,12 +22,15 @@ import importlib.util
 import json
 import os
 import re
+import signal
 import threading
 import time
 import traceback
 import uuid
+import warnings
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from io import BytesIO
 from pathlib import Path
@@ -29,11 +40,14 @@ from urllib.parse import unquote
 
 import boto3
 from botocore.awsrequest import AWSResponse
+from botocore.exceptions import ClientError
 
+from deltaload import store
 from deltaload.errors import DeltaloadError
+from deltaload.local import faults as fault_points
 from deltaload.local.dms import LocalDms, Timing
 from deltaload.local.faults import AwsFaults
-from deltaload.local.persistence import StateFolder
+from deltaload.local.persistence import PERSISTED_TABLES, LockHolder, StateFolder, command_line
 from deltaload.local.s3 import DiskS3
 from deltaload.local.template import ACCOUNT, REGION, LocalFunction, Template
 
@@ -46,10 +60,20 @@ LOCAL_ENVIRONMENT = {
     "POWERTOOLS_DEV": "false",
 }
 SOURCE_SECRET_NAME = "deltaload-local/source"
+# Every DynamoDB operation that can change a table: each one is written through.
+WRITE_OPERATIONS = ("PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems")
 
 
 class LocalRuntimeError(DeltaloadError):
     """The offline runtime could not start or could not finish a command."""
+
+
+class Interrupted(LocalRuntimeError):
+    """The command was interrupted (SIGINT or SIGTERM); its runs went through the failure path."""
+
+    def __init__(self, message: str, executions: list[ExecutionResult]) -> None:
+        super().__init__(message)
+        self.executions = executions
 
 
 def _check_server_url(url: str) -> None:
@@ -134,6 +158,28 @@ class ExecutionResult:
     output: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
     cause: str | None = None
+    outcome: RunOutcome | None = None
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """What one run did, in the words the command line prints."""
+
+    result: str  # loaded | nothing to load | skipped | failed | interrupted | running
+    reason: str = ""
+    window: str = ""
+    rows: int | None = None
+    files: int | None = None
+    watermark: str | None = None
+
+
+@dataclass(frozen=True)
+class RecoveredRun:
+    """An orphaned run finished through the failure path when a writer started."""
+
+    table: str
+    run_id: str
+    failure: dict[str, Any]
 
 
 @dataclass
@@ -169,10 +215,18 @@ class LocalRuntime:
         environment: Mapping[str, str] | None = None,
         timing: Timing | None = None,
         log_file: Path | None = None,
+        writer: bool = True,
+        command: str | None = None,
+        lock_timeout: float | None = None,
+        on_lock_wait: Callable[[LockHolder | None], None] | None = None,
     ) -> None:
         self.root = root.resolve()
-        self._log_file = log_file
-        self.state = StateFolder(state_dir)
+        self.writer = writer
+        self._log_file = log_file if writer else None
+        self._command = command or command_line()
+        self._lock_timeout = lock_timeout
+        self._on_lock_wait = on_lock_wait
+        self.state = StateFolder(state_dir, create=writer)
         self.source = source or Source.from_url(f"sqlite:///{self.state.path / 'source.sqlite'}")
         self._parameters = dict(parameters or {})
         self._environment = {**LOCAL_ENVIRONMENT, **(environment or {})}
@@ -189,6 +243,11 @@ class LocalRuntime:
         # event handler can tell whose role an AWS call is made with.
         self.running = threading.local()
         self.invocations: dict[str, int] = {}
+        self.recovered: list[RecoveredRun] = []
+        self._local = threading.local()  # per thread: is it running the abort clean-up
+        self._closing = threading.Event()  # interrupted: executions may start no handler
+        self._persist_locks = {logical_id: threading.Lock() for logical_id in PERSISTED_TABLES}
+        self._locked = False
         self.template: Template
         self.dms: LocalDms
         self.session: boto3.Session
@@ -198,6 +257,16 @@ class LocalRuntime:
     def __enter__(self) -> LocalRuntime:
         from moto import mock_aws
 
+        # Powertools warns on every handler that records no metric; in AWS that line goes
+        # to the function's log, and here it must not reach the command's output.
+        warnings.filterwarnings(
+            "ignore", message="No application metrics to publish", category=UserWarning
+        )
+        if self.writer:
+            self.state.lock.acquire(
+                self._command, timeout=self._lock_timeout, on_wait=self._on_lock_wait
+            )
+            self._locked = True
         self._set_environ(
             {
                 "AWS_ACCESS_KEY_ID": "local",
@@ -213,10 +282,11 @@ class LocalRuntime:
         try:
             boto3.setup_default_session(region_name=REGION)
             self.session = boto3.DEFAULT_SESSION  # type: ignore[assignment]
-            (self.state.path / "tmp").mkdir(exist_ok=True)
-            self.dms = LocalDms(
-                self.session.client, timing=self._timing, workdir=self.state.path / "tmp"
-            )
+            workdir = None
+            if self.writer:
+                workdir = self.state.path / "tmp"
+                workdir.mkdir(exist_ok=True)
+            self.dms = LocalDms(self.session.client, timing=self._timing, workdir=workdir)
             self.dms.install(self.session.events)
             # The lake is served from the state folder's files, never from moto's memory.
             self.s3 = DiskS3(self.state.lake)
@@ -226,31 +296,31 @@ class LocalRuntime:
                 "before-send.lambda.Invoke", self._on_invoke, unique_id="deltaload-local-lambda"
             )
             self._build()
-        except Exception:
+        except BaseException:
             self.__exit__(None, None, None)
             raise
         return self
 
     def __exit__(self, *_: object) -> None:
-        try:
-            if getattr(self, "template", None) is not None and hasattr(self, "session"):
-                self.save()
-        finally:
-            if hasattr(self, "dms"):
-                self.dms.shutdown()
-            for restore in getattr(self, "_restore_logging", []):
-                restore()
-            if getattr(self, "_log_stream", None) is not None:
-                self._log_stream.close()
-            if self._mock is not None:
-                self._mock.stop()
-                self._mock = None
-            for name, value in self._saved_environ.items():
-                if value is None:
-                    os.environ.pop(name, None)
-                else:
-                    os.environ[name] = value
-            boto3.DEFAULT_SESSION = None
+        # Nothing to save: tables are written through and S3 objects are files already.
+        if hasattr(self, "dms"):
+            self.dms.shutdown()
+        for restore in getattr(self, "_restore_logging", []):
+            restore()
+        if getattr(self, "_log_stream", None) is not None:
+            self._log_stream.close()
+        if self._mock is not None:
+            self._mock.stop()
+            self._mock = None
+        for name, value in self._saved_environ.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        boto3.DEFAULT_SESSION = None
+        if self._locked:
+            self.state.lock.release()
+            self._locked = False
 
     # -- resources -------------------------------------------------------------------------------
 
@@ -285,7 +355,101 @@ class LocalRuntime:
             self._create_state_machine(logical_id)
         if self._log_file is not None:
             self._send_function_logs_to(self._log_file)
-        self.state.restore(self)
+        self._restore()
+        if self.writer:
+            self._write_through()
+            fault_points.checkpoint("writer-locked")
+            self.recovered = self.recover_orphans()
+
+    # -- state folder ----------------------------------------------------------------------------
+
+    def _restore(self) -> None:
+        """Load the folder into the emulated services; a damaged file changes nothing."""
+        keys = {
+            logical_id: tuple(
+                k["AttributeName"] for k in self.template.properties(logical_id)["KeySchema"]
+            )
+            for logical_id in PERSISTED_TABLES
+        }
+        tables = self.state.read_tables(keys)  # every file checked before anything is used
+        if self.writer:
+            self.state.remove_leftovers()  # half-written files of a killed writer
+        dynamodb = self.session.client("dynamodb")
+        for logical_id, items in tables.items():
+            name = self.template.physical_ids[logical_id]
+            for item in items:
+                dynamodb.put_item(TableName=name, Item=item)
+
+    def _write_through(self) -> None:
+        """After each successful write to a persisted table, replace that table's file.
+
+        Hooked on botocore's events of the runtime's session, so every client created
+        from now on (the handlers', the engine's, the command line's) is covered.
+        """
+        self._persisted = {
+            self.template.physical_ids[logical_id]: logical_id for logical_id in PERSISTED_TABLES
+        }
+        self._persist_client = self.session.client("dynamodb")
+        events = self.session.events
+        for operation in WRITE_OPERATIONS:
+            events.register(
+                f"before-parameter-build.dynamodb.{operation}",
+                self._note_written_tables,
+                unique_id=f"deltaload-state-note-{operation}",
+            )
+            events.register(
+                f"after-call.dynamodb.{operation}",
+                self._persist_written_tables,
+                unique_id=f"deltaload-state-persist-{operation}",
+            )
+        if os.environ.get(fault_points.KILL_ENV) or os.environ.get(fault_points.PAUSE_ENV):
+            for operation in ("PutObject", "CompleteMultipartUpload"):
+                events.register(
+                    f"before-parameter-build.s3.{operation}",
+                    self._note_key,
+                    unique_id=f"k{operation}",
+                )
+                events.register(
+                    f"after-call.s3.{operation}",
+                    self._staged_file_written,
+                    unique_id=f"m{operation}",
+                )
+
+    def _note_written_tables(self, params: Mapping[str, Any], context: dict, **_: Any) -> None:
+        names = set()
+        if "TableName" in params:
+            names.add(params["TableName"])
+        names |= set(params.get("RequestItems") or {})
+        for entry in params.get("TransactItems") or []:
+            names |= {action.get("TableName") for action in entry.values()}
+        context["deltaload_tables"] = [self._persisted[n] for n in names if n in self._persisted]
+
+    def _persist_written_tables(
+        self, http_response: Any, parsed: Mapping[str, Any], context: dict, **_: Any
+    ) -> None:
+        if getattr(http_response, "status_code", 200) >= 300 or "Error" in parsed:
+            return  # nothing was written (a failed condition, an injected fault)
+        for logical_id in context.get("deltaload_tables", []):
+            # Snapshot and replace under one lock, so a later snapshot is never overtaken.
+            with self._persist_locks[logical_id]:
+                items: list[dict[str, Any]] = []
+                paginator = self._persist_client.get_paginator("scan")
+                for page in paginator.paginate(
+                    TableName=self.template.physical_ids[logical_id], ConsistentRead=True
+                ):
+                    items += page["Items"]
+                self.state.write_table(logical_id, items, self._current_function())
+
+    def _note_key(self, params: Mapping[str, Any], context: dict, **_: Any) -> None:
+        context["deltaload_key"] = str(params.get("Key", ""))
+
+    def _staged_file_written(self, parsed: Mapping[str, Any], context: dict, **_: Any) -> None:
+        key = context.get("deltaload_key", "")
+        if "Error" not in parsed and key.rsplit("/", 1)[-1].startswith("LOAD"):
+            fault_points.checkpoint("mid-load")
+
+    def _current_function(self) -> str:
+        return getattr(self.running, "function", None) or "command"
 
     def _create_table(self, logical_id: str) -> None:
         props = self.template.properties(logical_id)
@@ -423,12 +587,19 @@ class LocalRuntime:
                 f"{function.logical_id}: {function.handler_file} defines no "
                 f"{function.handler_name!r}"
             )
+        if self._closing.is_set() and not getattr(self._local, "cleanup", False):
+            # Interrupted: an execution's next step must not start (Lambda's own error).
+            body = {
+                "errorMessage": "the command was interrupted; no further step runs",
+                "errorType": "Interrupted",
+            }
+            return 200, body, True
         with self._handler_lock:
             self.invocations[function.logical_id] = self.invocations.get(function.logical_id, 0) + 1
             caller = getattr(self.running, "function", None)
             self.running.function = function.logical_id
             try:
-                return self._call(handler, event, function)
+                result = self._call(handler, event, function)
             finally:
                 self.running.function = caller
                 # With metrics disabled locally Powertools never flushes, so its metric set
@@ -436,6 +607,8 @@ class LocalRuntime:
                 from deltaload.observability import metrics
 
                 metrics.clear_metrics()
+        fault_points.checkpoint(f"after:{function.logical_id}")
+        return result
 
     @staticmethod
     def _call(
@@ -491,8 +664,13 @@ class LocalRuntime:
         now: datetime | None = None,
         progress: Callable[[list[ExecutionResult]], None] | None = None,
         timeout: float = 600.0,
+        stop: threading.Event | None = None,
     ) -> TickResult:
-        """One scheduled tick: run the starter, then wait for every execution it started."""
+        """One scheduled tick: run the starter, then wait for every execution it started.
+
+        When ``stop`` is set (see ``interruptible``) the executions are stopped and go
+        through the failure path, and Interrupted is raised.
+        """
         moment = now or datetime.now(UTC)
         event: dict[str, Any] = {
             "version": "0",
@@ -510,9 +688,8 @@ class LocalRuntime:
         summary = self.invoke("StarterFunction", event)
         started = summary.get("started", [])
         executions = self.wait_for(
-            [self.execution_arn(s["runId"]) for s in started], progress, timeout
+            [self.execution_arn(s["runId"]) for s in started], progress, timeout, stop=stop
         )
-        self.save()
         return TickResult(starter=summary, executions=executions)
 
     def wait_for(
@@ -520,22 +697,158 @@ class LocalRuntime:
         execution_arns: list[str],
         progress: Callable[[list[ExecutionResult]], None] | None = None,
         timeout: float = 600.0,
+        *,
+        stop: threading.Event | None = None,
     ) -> list[ExecutionResult]:
         """Poll executions until each has ended; report progress after each poll."""
         sfn = self.session.client("stepfunctions")
         deadline = time.monotonic() + timeout
         while True:
+            if stop is not None and stop.is_set():
+                raise self.abort(execution_arns, "interrupted by Ctrl-C or SIGTERM")
             results = [self._describe(sfn, arn) for arn in execution_arns]
             if progress:
                 progress(results)
             if all(r.status != "RUNNING" for r in results):
-                return results
+                return [self._with_outcome(r) for r in results]
             if time.monotonic() > deadline:
                 raise LocalRuntimeError(
                     f"executions still running after {timeout:.0f}s: "
                     + ", ".join(r.table for r in results if r.status == "RUNNING")
                 )
-            time.sleep(0.2)
+            if stop is not None:
+                stop.wait(0.2)
+            else:
+                time.sleep(0.2)
+
+    def abort(self, execution_arns: list[str], why: str) -> Interrupted:
+        """Stop the executions and send each unfinished one through the failure path.
+
+        As on AWS: StopExecution, then the template's CleanupAborted handler with the
+        execution status change event EventBridge would deliver. A handler already
+        running finishes first (it holds the handler lock) and no later step starts;
+        loads the engine is running are stopped by the cleanup's teardown.
+        """
+        sfn = self.session.client("stepfunctions")
+        cause = f"{why}: deltaload (pid {os.getpid()}) stopped the run before it finished"
+        for arn in execution_arns:
+            if self._describe(sfn, arn).status == "RUNNING":
+                # If it ended meanwhile, the lock check below decides what to do.
+                with suppress(ClientError):
+                    sfn.stop_execution(executionArn=arn, error="Interrupted", cause=cause)
+        self._closing.set()
+        fault_points.release_paused()
+        with self._handler_lock:  # the in-flight handler, if any, has returned
+            pass
+        locks = {i["targetTableName"]: i.get("lockOwner") for i in self.items()}
+        results = []
+        for arn in execution_arns:
+            result = self._describe(sfn, arn)
+            # A step refused after the stop may have ended the execution FAILED without
+            # its failure path: what counts is whether the run still holds the lock.
+            if result.status in ("RUNNING", "ABORTED") or locks.get(result.table) == result.name:
+                self._cleanup_aborted(result.table, result.name, "Interrupted", cause)
+                result = replace(result, status="ABORTED")
+            results.append(self._with_outcome(result))
+        return Interrupted(f"{why}: {len(results)} run(s) stopped", results)
+
+    def recover_orphans(self) -> list[RecoveredRun]:
+        """Finish every run whose lock outlived its process (only a writer may call this).
+
+        Offline executions exist only in the process that started them, and this process
+        holds the folder's writer lock, so a lock on any item belongs to a dead process.
+        """
+        previous = self.state.lock.previous
+        who = f"pid {previous.pid}, {previous.command}" if previous else "an earlier command"
+        cause = (
+            f"interrupted: the deltaload process running it ({who}) ended before the run "
+            "finished; its staging data and unrecorded output were deleted"
+        )
+        recovered = []
+        for item in self.items():
+            owner = item.get("lockOwner")
+            if owner:
+                failure = self._cleanup_aborted(
+                    item["targetTableName"], str(owner), "ExecutionAborted", cause
+                )
+                recovered.append(RecoveredRun(item["targetTableName"], str(owner), failure))
+        self._complete_history()
+        return recovered
+
+    def _complete_history(self) -> None:
+        """Finish history records a process left RUNNING after its run had committed.
+
+        RecordSuccess commits the item (watermark, lock released) and then writes the run's
+        record; a process that died between the two left the record RUNNING. The item
+        holds what the record lacks.
+        """
+        from deltaload.items import to_dynamodb
+
+        items = {i["targetTableName"]: i for i in self.items()}
+        for record in self.scan(self.history_table):
+            if record.get("status") != store.RUNNING:
+                continue
+            item = items.get(record.get("targetTableName"), {})
+            if item.get("lastRunId") != record.get("runId") or item.get("lockOwner"):
+                continue
+            if item.get("lastRunStatus") not in (store.SUCCEEDED, store.SKIPPED):
+                continue
+            values = {
+                "status": item["lastRunStatus"],
+                "rows": item.get("lastRunRows", 0),
+                "files": item.get("lastRunFiles", 0),
+                "window": item.get("lastWindow"),
+                "watermark": item.get("watermark"),
+                "endedAt": item.get("lastRunEndedAt"),
+                "note": "completed from the controller item: the process ended after the "
+                "run had committed",
+            }
+            values = {k: v for k, v in values.items() if v is not None}
+            self.session.client("dynamodb").update_item(
+                TableName=self.history_table,
+                Key=to_dynamodb_key(record),
+                UpdateExpression="SET " + ", ".join(f"#a{i} = :a{i}" for i in range(len(values))),
+                ExpressionAttributeNames={f"#a{i}": k for i, k in enumerate(values)},
+                ExpressionAttributeValues=to_dynamodb(
+                    {f":a{i}": v for i, v in enumerate(values.values())}
+                ),
+            )
+
+    def _cleanup_aborted(self, table: str, run_id: str, error: str, cause: str) -> dict[str, Any]:
+        """Invoke CleanupAbortedFunction as EventBridge would for an aborted execution."""
+        # The event of "Step Functions Execution Status Change" (EventBridge), see
+        # https://docs.aws.amazon.com/step-functions/latest/dg/cw-events.html
+        arn = self.execution_arn(run_id)
+        stamp = int(time.time() * 1000)
+        event = {
+            "version": "0",
+            "id": str(uuid.uuid4()),
+            "detail-type": "Step Functions Execution Status Change",
+            "source": "aws.states",
+            "account": ACCOUNT,
+            "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "region": REGION,
+            "resources": [arn],
+            "detail": {
+                "executionArn": arn,
+                "stateMachineArn": self.state_machine_arn,
+                "name": run_id,
+                "status": "ABORTED",
+                "startDate": stamp,
+                "stopDate": stamp,
+                "input": json.dumps({"table": table, "runId": run_id}),
+                "output": None,
+                "inputDetails": {"included": True},
+                "outputDetails": None,
+                "error": error,
+                "cause": cause,
+            },
+        }
+        self._local.cleanup = True
+        try:
+            return dict(self.invoke("CleanupAbortedFunction", event) or {})
+        finally:
+            self._local.cleanup = False
 
     def _describe(self, sfn: Any, arn: str) -> ExecutionResult:
         described = sfn.describe_execution(executionArn=arn)
@@ -549,6 +862,66 @@ class LocalRuntime:
             error=described.get("error"),
             cause=described.get("cause"),
         )
+
+    def _with_outcome(self, result: ExecutionResult) -> ExecutionResult:
+        return replace(result, outcome=self.outcome(result))
+
+    def outcome(self, result: ExecutionResult) -> RunOutcome:
+        """What the run did, from its output and its run history record."""
+        record = next(
+            (
+                r
+                for r in self.scan(self.history_table)
+                if r.get("runId") == result.name and r.get("targetTableName") == result.table
+            ),
+            {},
+        )
+        output = result.output
+        run = output.get("run") or {}
+        recorded = output.get("recorded") or {}
+        window = str(run.get("windowText") or record.get("windowText") or "")
+        if not window and record.get("window"):
+            window = f"{record['window'].get('lower')} .. {record['window'].get('upper')}"
+        lock = output.get("lock") or {}
+        if result.status == "SUCCEEDED" and lock.get("acquired") is False:
+            reason = str(lock.get("reason") or record.get("reason") or "")
+            return RunOutcome("skipped", reason)
+        status = str(record.get("status") or "")
+        if result.status == "SUCCEEDED" and status != store.FAILED:
+            rows = recorded.get("rows", record.get("rows"))
+            files = recorded.get("files", record.get("files"))
+            skip = run.get("skipReason") or record.get("skipReason")
+            if skip:
+                return RunOutcome(
+                    "skipped", str(skip), window, rows, files, recorded.get("watermark")
+                )
+            what = "loaded" if int(rows or 0) or int(files or 0) else "nothing to load"
+            return RunOutcome(
+                what,
+                "",
+                window,
+                int(rows or 0),
+                int(files or 0),
+                recorded.get("watermark", record.get("watermark")),
+            )
+        if result.status == "RUNNING":
+            return RunOutcome("running", "", window)
+        error = str(record.get("error") or "")
+        if not error and result.error:
+            error = f"{result.error}: {result.cause or ''}".strip(": ")
+        what = "interrupted" if result.status == "ABORTED" else "failed"
+        return RunOutcome(what, error or result.status, window)
+
+    def running_executions(self) -> list[str]:
+        """The ARNs of the load state machine's executions still running in this process."""
+        sfn = self.session.client("stepfunctions")
+        arns: list[str] = []
+        paginator = sfn.get_paginator("list_executions")
+        for page in paginator.paginate(
+            stateMachineArn=self.state_machine_arn, statusFilter="RUNNING"
+        ):
+            arns += [e["executionArn"] for e in page["executions"]]
+        return arns
 
     def execution_arn(self, run_id: str) -> str:
         """The ARN of the execution named ``run_id``."""
@@ -591,7 +964,6 @@ class LocalRuntime:
         self.session.client("dynamodb").put_item(
             TableName=self.controller_table, Item=to_dynamodb(plain)
         )
-        self.save()
 
     def scan(self, table_name: str) -> list[dict[str, Any]]:
         """Every item of a DynamoDB table as plain JSON."""
@@ -640,8 +1012,10 @@ class LocalRuntime:
         return sent
 
     def save(self) -> None:
-        """Persist the tables to the state folder (S3 writes are on disk already)."""
-        self.state.save(self)
+        """Nothing left to save: tables are written through and S3 objects are files.
+
+        Kept so that callers written for the old save-at-the-end runtime still work.
+        """
 
     # -- helpers ---------------------------------------------------------------------------------
 
@@ -649,6 +1023,34 @@ class LocalRuntime:
         for name, value in values.items():
             self._saved_environ.setdefault(name, os.environ.get(name))
             os.environ[name] = value
+
+
+def to_dynamodb_key(record: Mapping[str, Any]) -> dict[str, Any]:
+    """The history table key of a run record, in DynamoDB JSON."""
+    return {k: {"S": str(record[k])} for k in ("targetTableName", "runId")}
+
+
+@contextmanager
+def interruptible() -> Iterator[threading.Event]:
+    """An event set by SIGINT or SIGTERM while the block runs (main thread only).
+
+    The signals then only ask the command to stop: ``tick`` ends its runs through the
+    failure path instead of dying with their locks held.
+    """
+    stop = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+
+    def ask_to_stop(signum: int, _frame: Any) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, ask_to_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stop
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 class _Context:
