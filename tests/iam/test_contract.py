@@ -335,7 +335,7 @@ def test_teardown_can_never_delete_the_shared_instance() -> None:
 
 
 def test_a_missing_statement_is_caught() -> None:
-    """The pipeline can fail: without DescribeLoadExecutions the starter's lookup is denied."""
+    """The pipeline can fail: without StartLoadExecutions the starter cannot start a run."""
     from deltaload.local.template import Template
     from tests.iam.recorder import Call
     from tests.iam.roles import ROOT
@@ -343,11 +343,13 @@ def test_a_missing_statement_is_caught() -> None:
     secret = "arn:aws:secretsmanager:us-east-1:123456789012:secret:s-AbCdEf"
     template = Template.load(ROOT, {"SourceSecretArn": secret})
     statements = roles(template)[role_of("StarterFunction")]["statements"]
-    execution = template.arns["LoadStateMachine"].replace(":stateMachine:", ":execution:") + ":r1"
     call = Call(
-        "StarterFunction", "stepfunctions", "DescribeExecution", {"executionArn": execution}
+        "StarterFunction",
+        "stepfunctions",
+        "StartExecution",
+        {"stateMachineArn": template.arns["LoadStateMachine"], "name": "r1"},
     )
     [request] = requests_for(call, {})
     assert evaluate(statements, request.action, request.resource, request.context).allowed
-    without = [s for s in statements if s.get("Sid") != "DescribeLoadExecutions"]
+    without = [s for s in statements if s.get("Sid") != "StartLoadExecutions"]
     assert not evaluate(without, request.action, request.resource, request.context).allowed
