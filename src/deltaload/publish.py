@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 
 from deltaload.aws import Clients, transient_errors
 from deltaload.errors import DeltaloadError
+from deltaload.observability import logger
 
 DELETE_BATCH = 1000
 
@@ -119,24 +120,76 @@ def _as_text(value: Any) -> str:
     return str(value)
 
 
-def _max_of(parquet: pq.ParquetFile, column: str, trust_statistics: bool) -> Any:
-    """The largest value of ``column`` in one file (footer statistics when they can be
-    trusted: writers may truncate string statistics, so strings are read)."""
-    index = parquet.schema_arrow.get_field_index(column)
-    metadata = parquet.metadata
-    if trust_statistics:
-        best = None
-        for group in range(metadata.num_row_groups):
-            chunk = metadata.row_group(group).column(index)
-            stats = chunk.statistics
-            if stats is None or not stats.has_min_max:
-                break
-            if chunk.num_values == 0 or stats.null_count == chunk.num_values:
-                continue
-            best = stats.max if best is None else max(best, stats.max)
-        else:
-            return best
-    values = parquet.read(columns=[column]).column(0)
+# Parquet footers are read with one ranged GET of the file's tail, as Arrow's own reader
+# does (its default footer_read_size); a larger footer costs a second GET.
+_TAIL_BYTES = 64 * 1024
+_MAGIC = b"PAR1"
+
+# Writers whose string statistics hold the exact largest value. Arrow C++ (parquet-cpp,
+# what pyarrow and this engine write with) never truncates min/max: a value longer than
+# its statistics size limit drops the statistics instead (has_min_max is then False).
+# Other writers may truncate (parquet-java's parquet.statistics.truncate.length, Rust's
+# statistics_truncate_length) and mark it only in Statistics.is_max_value_exact, which
+# pyarrow does not expose; their string maxima are read from the column.
+_EXACT_STRING_WRITERS = ("parquet-cpp",)
+
+
+def read_footer(clients: Clients, bucket: str, key: str, size: int) -> pq.FileMetaData:
+    """The Parquet footer of one S3 object, fetched with a ranged read of its tail only."""
+    source = S3RangeFile(clients, bucket, key, size)
+    tail_size = min(size, _TAIL_BYTES)
+    source.seek(size - tail_size)
+    tail = source.read(tail_size)
+    if len(tail) < 12 or tail[-4:] != _MAGIC:
+        raise VerificationError(f"{key} is not a Parquet file (no PAR1 footer)")
+    length = int.from_bytes(tail[-8:-4], "little")
+    if length + 8 > size - 4:
+        raise VerificationError(f"{key}: its Parquet footer length {length} exceeds the file")
+    if length + 8 > len(tail):
+        source.seek(size - 8 - length)
+        tail = source.read(length + 8 - len(tail)) + tail
+    # The footer alone, framed as a file: pyarrow parses it without touching data pages.
+    return pq.read_metadata(pa.BufferReader(_MAGIC + tail[-8 - length :]))
+
+
+def max_from_statistics(metadata: pq.FileMetaData, index: int) -> tuple[bool, Any]:
+    """(True, the largest value of column ``index``) from footer statistics alone, or
+    (False, None) when some row group has no usable statistics or they may be truncated."""
+    best = None
+    for group in range(metadata.num_row_groups):
+        chunk = metadata.row_group(group).column(index)
+        if chunk.num_values == 0:
+            continue
+        stats = chunk.statistics if chunk.is_stats_set else None
+        if stats is None:
+            return False, None
+        if stats.has_null_count and stats.null_count == chunk.num_values:
+            continue  # only NULLs: no maximum, and writers leave min/max out
+        if not stats.has_min_max:
+            return False, None
+        if stats.physical_type == "BYTE_ARRAY" and not (metadata.created_by or "").startswith(
+            _EXACT_STRING_WRITERS
+        ):
+            return False, None
+        best = stats.max if best is None else max(best, stats.max)
+    return True, best
+
+
+def _max_of(
+    clients: Clients, bucket: str, staged: StagedFile, metadata: pq.FileMetaData, column: str
+) -> Any:
+    """The largest value of ``column`` in one file: from the footer statistics when every
+    row group has usable ones, else by reading that column (and saying so)."""
+    index = metadata.schema.to_arrow_schema().get_field_index(column)
+    found, value = max_from_statistics(metadata, index)
+    if found:
+        return value
+    logger.info(
+        "no usable footer statistics: reading the column for the watermark",
+        extra={"key": staged.key, "column": column, "writer": metadata.created_by},
+    )
+    source = S3RangeFile(clients, bucket, staged.key, staged.bytes)
+    values = pq.ParquetFile(source, metadata=metadata).read(columns=[column]).column(0)
     return pc.max(values).as_py() if len(values) else None
 
 
@@ -148,12 +201,12 @@ def verify(
     *,
     table: str,
     filter_column: str | None = None,
-    trust_statistics: bool = True,
 ) -> Verification:
     """Sum Parquet footer row counts under the staging prefix and compare with DMS.
 
     No files and FullLoadRows == 0 is a valid empty load. ``filter_column`` asks for the
-    largest loaded value (open windows resolve their watermark from it).
+    largest loaded value (open windows resolve their watermark from it), taken from the
+    footer statistics of every kind; a file without usable ones has that column read.
     """
     files: list[StagedFile] = []
     maxima: list[Any] = []
@@ -161,16 +214,18 @@ def verify(
         key, size = entry["Key"], int(entry["Size"])
         if not key.endswith(".parquet"):
             continue
-        parquet = pq.ParquetFile(S3RangeFile(clients, bucket, key, size))
-        files.append(StagedFile(key, parquet.metadata.num_rows, size))
-        if filter_column and parquet.metadata.num_rows:
-            column = _column(parquet.schema_arrow.names, filter_column)
+        metadata = read_footer(clients, bucket, key, size)
+        staged = StagedFile(key, metadata.num_rows, size)
+        files.append(staged)
+        if filter_column and metadata.num_rows:
+            names = metadata.schema.to_arrow_schema().names
+            column = _column(names, filter_column)
             if column is None:
                 raise VerificationError(
                     f"table {table!r}: {key} has no column {filter_column!r} "
-                    f"(columns: {', '.join(parquet.schema_arrow.names)})"
+                    f"(columns: {', '.join(names)})"
                 )
-            value = _max_of(parquet, column, trust_statistics)
+            value = _max_of(clients, bucket, staged, metadata, column)
             if value is not None:
                 maxima.append(value)
     rows = sum(f.rows for f in files)
