@@ -24,6 +24,7 @@ import pyarrow.parquet as pq
 from deltaload.aws import Clients, transient_errors
 from deltaload.errors import DeltaloadError
 from deltaload.observability import logger
+from deltaload.parquet_footer import FooterError, max_exact_flags
 
 DELETE_BATCH = 1000
 
@@ -125,16 +126,25 @@ def _as_text(value: Any) -> str:
 _TAIL_BYTES = 64 * 1024
 _MAGIC = b"PAR1"
 
-# Writers whose string statistics hold the exact largest value. Arrow C++ (parquet-cpp,
-# what pyarrow and this engine write with) never truncates min/max: a value longer than
-# its statistics size limit drops the statistics instead (has_min_max is then False).
-# Other writers may truncate (parquet-java's parquet.statistics.truncate.length, Rust's
-# statistics_truncate_length) and mark it only in Statistics.is_max_value_exact, which
-# pyarrow does not expose; their string maxima are read from the column.
+# String maxima may be truncated and rounded up by their writer (parquet-java's
+# parquet.statistics.truncate.length, arrow-rs's statistics_truncate_length), which says so
+# in Statistics.is_max_value_exact (pyarrow does not expose it: parquet_footer reads it).
+# Without the flag (writers before Parquet 2.10) only Arrow C++ (parquet-cpp, what pyarrow
+# and this engine write with) is trusted: it never cuts min/max, it drops statistics longer
+# than its size limit instead (has_min_max is then False).
 _EXACT_STRING_WRITERS = ("parquet-cpp",)
+_TRUNCATABLE = ("BYTE_ARRAY", "FIXED_LEN_BYTE_ARRAY")  # the physical types writers may cut
 
 
-def read_footer(clients: Clients, bucket: str, key: str, size: int) -> pq.FileMetaData:
+@dataclass(frozen=True)
+class Footer:
+    """A Parquet file's parsed footer and its raw Thrift bytes."""
+
+    metadata: pq.FileMetaData
+    raw: bytes
+
+
+def read_footer(clients: Clients, bucket: str, key: str, size: int) -> Footer:
     """The Parquet footer of one S3 object, fetched with a ranged read of its tail only."""
     source = S3RangeFile(clients, bucket, key, size)
     tail_size = min(size, _TAIL_BYTES)
@@ -149,12 +159,15 @@ def read_footer(clients: Clients, bucket: str, key: str, size: int) -> pq.FileMe
         source.seek(size - 8 - length)
         tail = source.read(length + 8 - len(tail)) + tail
     # The footer alone, framed as a file: pyarrow parses it without touching data pages.
-    return pq.read_metadata(pa.BufferReader(_MAGIC + tail[-8 - length :]))
+    metadata = pq.read_metadata(pa.BufferReader(_MAGIC + tail[-8 - length :]))
+    return Footer(metadata, tail[-8 - length : -8])
 
 
-def max_from_statistics(metadata: pq.FileMetaData, index: int) -> tuple[bool, Any]:
+def max_from_statistics(footer: Footer, index: int) -> tuple[bool, Any]:
     """(True, the largest value of column ``index``) from footer statistics alone, or
     (False, None) when some row group has no usable statistics or they may be truncated."""
+    metadata = footer.metadata
+    exact: list[list[bool | None]] | None = None
     best = None
     for group in range(metadata.num_row_groups):
         chunk = metadata.row_group(group).column(index)
@@ -167,21 +180,27 @@ def max_from_statistics(metadata: pq.FileMetaData, index: int) -> tuple[bool, An
             continue  # only NULLs: no maximum, and writers leave min/max out
         if not stats.has_min_max:
             return False, None
-        if stats.physical_type == "BYTE_ARRAY" and not (metadata.created_by or "").startswith(
-            _EXACT_STRING_WRITERS
-        ):
-            return False, None
+        if stats.physical_type in _TRUNCATABLE:
+            if exact is None:
+                try:
+                    exact = max_exact_flags(footer.raw)
+                except FooterError:
+                    return False, None  # unreadable flags: the column itself says
+            flag = exact[group][index] if group < len(exact) and index < len(exact[group]) else None
+            if flag is False or (
+                flag is None and not (metadata.created_by or "").startswith(_EXACT_STRING_WRITERS)
+            ):
+                return False, None
         best = stats.max if best is None else max(best, stats.max)
     return True, best
 
 
-def _max_of(
-    clients: Clients, bucket: str, staged: StagedFile, metadata: pq.FileMetaData, column: str
-) -> Any:
+def _max_of(clients: Clients, bucket: str, staged: StagedFile, footer: Footer, column: str) -> Any:
     """The largest value of ``column`` in one file: from the footer statistics when every
     row group has usable ones, else by reading that column (and saying so)."""
+    metadata = footer.metadata
     index = metadata.schema.to_arrow_schema().get_field_index(column)
-    found, value = max_from_statistics(metadata, index)
+    found, value = max_from_statistics(footer, index)
     if found:
         return value
     logger.info(
@@ -214,7 +233,8 @@ def verify(
         key, size = entry["Key"], int(entry["Size"])
         if not key.endswith(".parquet"):
             continue
-        metadata = read_footer(clients, bucket, key, size)
+        footer = read_footer(clients, bucket, key, size)
+        metadata = footer.metadata
         staged = StagedFile(key, metadata.num_rows, size)
         files.append(staged)
         if filter_column and metadata.num_rows:
@@ -225,7 +245,7 @@ def verify(
                     f"table {table!r}: {key} has no column {filter_column!r} "
                     f"(columns: {', '.join(names)})"
                 )
-            value = _max_of(clients, bucket, staged, metadata, column)
+            value = _max_of(clients, bucket, staged, footer, column)
             if value is not None:
                 maxima.append(value)
     rows = sum(f.rows for f in files)

@@ -16,6 +16,7 @@ import pytest
 
 from deltaload import publish
 from deltaload.aws import Clients
+from deltaload.parquet_footer import FooterError, max_exact_flags
 from deltaload.values import ColumnKind, canonical
 
 BUCKET = "lake"
@@ -194,20 +195,69 @@ def _rewrite_footer(body: bytes, old: bytes, new: bytes) -> bytes:
     return body[:start] + footer.replace(old, new)
 
 
-def test_string_statistics_of_a_writer_that_may_truncate_are_not_trusted(
-    clients: Clients,
-) -> None:
-    # A writer other than Arrow C++ may write a truncated, rounded-up maximum (parquet-java,
-    # arrow-rs): here the footer says "zz~~" while the largest value is "zz00".
+def _footer_tampered_file(clients: Clients, writer: bytes | None, maximum: bytes) -> None:
+    """One file of codes whose largest is "zz00", its footer's maximum replaced (and its
+    writer's name, when given), as a writer that cuts string statistics leaves them."""
     buffer = io.BytesIO()
     pq.write_table(pa.table({"code": ["aa11", "zz00", "mm55"]}), buffer)
     body = buffer.getvalue()
-    writer = pq.read_metadata(io.BytesIO(body)).created_by.encode()
-    foreign = b"parquet-mr version 1.12.3".ljust(len(writer), b" ")
-    body = _rewrite_footer(_rewrite_footer(body, writer, foreign), b"zz00", b"zz~~")
+    if writer is not None:
+        own = pq.read_metadata(io.BytesIO(body)).created_by.encode()
+        body = _rewrite_footer(body, own, writer.ljust(len(own), b" "))
+    body = _rewrite_footer(body, b"zz00", maximum)
     clients.s3.put_object(Bucket=BUCKET, Key=f"{PREFIX}s/t/LOAD00000001.parquet", Body=body)
+
+
+@pytest.mark.parametrize(
+    ("writer", "flag"),
+    [(None, False), (b"parquet-mr version 1.12.3", None)],
+    ids=["flagged-inexact", "no-flag-from-a-writer-that-may-cut"],
+)
+def test_a_maximum_that_may_be_truncated_is_not_trusted(
+    clients: Clients, monkeypatch: pytest.MonkeyPatch, writer: bytes | None, flag: bool | None
+) -> None:
+    # The footer says "zz~~" (a cut, rounded-up bound) while the largest value is "zz00".
+    _footer_tampered_file(clients, writer, b"zz~~")
+    monkeypatch.setattr(publish, "max_exact_flags", lambda raw: [[flag]])
     result = publish.verify(clients, BUCKET, PREFIX, 3, table="orders", filter_column="code")
     assert result.loaded_max == "zz00"
+
+
+def test_a_maximum_flagged_exact_is_trusted_from_any_writer(clients: Clients) -> None:
+    # pyarrow writes is_max_value_exact = true; the footer's writer is renamed.
+    _footer_tampered_file(clients, b"parquet-mr version 1.15.0", b"zz00")
+    counter = _RangeCounter(clients.s3)
+    result = publish.verify(
+        Clients(overrides={"s3": counter}), BUCKET, PREFIX, 3, table="orders", filter_column="code"
+    )
+    assert result.loaded_max == "zz00"
+    assert len(counter.ranges) == 1  # the footer only
+
+
+def _compact_footer(exact: bool | None) -> bytes:
+    """FileMetaData{row_groups: [RowGroup{columns: [ColumnChunk{meta_data:
+    ColumnMetaData{statistics: Statistics{max_value: "zz", is_max_value_exact}}}]}]}."""
+    flag = b"" if exact is None else (b"\x21" if exact else b"\x22")  # field 7, bool
+    statistics = b"\x58\x02zz" + flag + b"\x00"  # field 5 binary "zz"
+    chunk = b"\x3c" + b"\xcc" + statistics + b"\x00" + b"\x00"  # fields 3, then 12
+    group = b"\x19\x1c" + chunk + b"\x00"  # field 1: a list of one struct
+    return b"\x15\x04" + b"\x39\x1c" + group + b"\x00"  # version 2, then field 4
+
+
+@pytest.mark.parametrize("exact", [True, False, None])
+def test_footer_flags_are_read_from_the_thrift_encoding(exact: bool | None) -> None:
+    assert max_exact_flags(_compact_footer(exact)) == [[exact]]
+    with pytest.raises(FooterError):
+        max_exact_flags(_compact_footer(exact)[:-3])
+
+
+def test_footer_flags_of_a_pyarrow_file_say_exact_for_every_chunk() -> None:
+    buffer = io.BytesIO()
+    table = pa.table({"s": ["a", "b", None] * 10, "i": [1, 2, 3] * 10})
+    pq.write_table(table, buffer, row_group_size=10)
+    body = buffer.getvalue()
+    length = int.from_bytes(body[-8:-4], "little")
+    assert max_exact_flags(body[-8 - length : -8]) == [[True, True]] * 3
 
 
 def test_string_statistics_too_long_to_keep_fall_back_to_the_column(clients: Clients) -> None:
