@@ -16,6 +16,8 @@ import pytest
 
 from deltaload import publish
 from deltaload.aws import Clients
+from deltaload.local.dms.coltypes import Kind, arrow_for
+from deltaload.local.dms.writer import ParquetSink, TargetSettings
 from deltaload.parquet_footer import FooterError, max_exact_flags
 from deltaload.values import ColumnKind, canonical
 
@@ -272,3 +274,68 @@ def test_a_file_that_is_not_parquet_is_a_verification_error(clients: Clients) ->
     clients.s3.put_object(Bucket=BUCKET, Key=f"{PREFIX}s/t/LOAD00000001.parquet", Body=b"x" * 40)
     with pytest.raises(publish.VerificationError, match="not a Parquet file"):
         publish.verify(clients, BUCKET, PREFIX, 1, table="orders")
+
+
+@pytest.mark.parametrize(
+    ("version", "statistics"),
+    [("parquet-1-0", True), ("parquet-2-0", True), ("parquet-1-0", False)],
+    ids=["parquet-1-0", "parquet-2-0", "no-statistics"],
+)
+def test_files_the_engine_writes_give_every_kinds_maximum(
+    clients: Clients, version: str, statistics: bool
+) -> None:
+    # Every column kind the local engine writes, in its own LOAD files (small MaxFileSize
+    # and RowGroupLength: several files of several row groups).
+    kinds = [
+        Kind.INT,
+        Kind.DATE,
+        Kind.TIMESTAMP,
+        Kind.TIMESTAMPTZ,
+        Kind.DECIMAL,
+        Kind.TEXT,
+    ]
+    sample = {
+        Kind.INT: "integer",
+        Kind.DATE: "date",
+        Kind.TIMESTAMP: "timestamp",
+        Kind.TIMESTAMPTZ: "timestamp",
+        Kind.DECIMAL: "decimal",
+        Kind.TEXT: "string",
+    }
+    columns = {}
+    for kind in kinds:
+        arrow_type = arrow_for(kind, 18, 0) if kind is Kind.DECIMAL else arrow_for(kind)
+        _, values = _values(sample[kind], 3000)
+        if kind is Kind.TIMESTAMPTZ:  # the engine writes zone-aware values as UTC, no zone
+            values = [v.replace(tzinfo=None) if v else v for v in values]
+        columns[kind.name.lower()] = pa.array(values, arrow_type)
+    table = pa.table(columns)
+    target = TargetSettings(
+        endpoint_id="target",
+        bucket=BUCKET,
+        folder=PREFIX.rstrip("/"),
+        max_file_kb=32,
+        parquet_version=version,
+        enable_statistics=statistics,
+        row_group_rows=500,
+    )
+    sink = ParquetSink(clients.s3, target, "sales", "orders", table.schema)
+    for batch in table.to_batches(max_chunksize=700):
+        sink.write(batch)
+    keys = sink.close()
+    assert len(keys) > 1
+    for name in columns:
+        counter = _RangeCounter(clients.s3)
+        result = publish.verify(
+            Clients(overrides={"s3": counter}),
+            BUCKET,
+            PREFIX,
+            3000,
+            table="orders",
+            filter_column=name,
+        )
+        assert result.loaded_max == publish._as_text(_truth(table.column(name).to_pylist()))
+        if statistics:
+            assert len(counter.ranges) == len(keys), name  # one footer read per file
+        else:
+            assert len(counter.ranges) > len(keys), name
