@@ -8,7 +8,8 @@ progress went through the failure path and their tables are not left locked.
 
 Commands that write (onboard, run, invoke, demo) hold the state folder's writer lock for
 their whole duration; a second one waits, saying which pid and command holds it. Readers
-(status, runs, plan) take no lock and write nothing.
+(status, runs, plan) take no lock and write nothing: they read the committed state files
+directly, without starting the emulated AWS.
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ from rich.markup import escape
 from rich.table import Table
 
 from deltaload.errors import DeltaloadError, InvalidItemError
-from deltaload.items import RUN_STATE_ATTRIBUTES, load_items, parse_item, to_dynamodb
 
 app = typer.Typer(
     help="Metadata-driven delta loads into an S3 data lake, deployed with SAM or run offline.",
@@ -162,6 +162,23 @@ def runtime(*, writer: bool = True, **kwargs: Any) -> Iterator[Any]:
         raise typer.Exit(130) from None
 
 
+def reader() -> Any:
+    """The committed state of the folder, read from its files: no lock, no emulated AWS.
+
+    ``--source`` is still checked, so a bad URL is the same error for every command; a
+    damaged state file is an error (exit 1) and nothing is changed.
+    """
+    from deltaload.local.reader import StateReader
+    from deltaload.local.source import Source
+
+    try:
+        if Options.source:
+            Source.from_url(Options.source, schema=Options.sqlite_schema)
+        return StateReader(project_root(), Options.state_dir)
+    except DeltaloadError as error:
+        raise fail(str(error)) from None
+
+
 # Test-only: the tests of the real command line set this for the engine's quick timing.
 QUICK_ENV = "DELTALOAD_TEST_QUICK"
 
@@ -200,6 +217,8 @@ def read_item_files(
 ) -> tuple[list[dict[str, Any]], list[str]]:
     """Every item in the files, plus one message per invalid item or unreadable file (and,
     with ``unique``, per table given more than once)."""
+    from deltaload.items import load_items, parse_item
+
     valid: list[dict[str, Any]] = []
     problems: list[str] = []
     where: dict[str, Path] = {}
@@ -345,6 +364,8 @@ def _merge_state(
     item: dict[str, Any], existing: dict[str, Any], reset: bool, now: int
 ) -> tuple[dict[str, Any], str | None]:
     """The item to write (with the run state it keeps) or why it must not be written."""
+    from deltaload.items import RUN_STATE_ATTRIBUTES
+
     table = item["targetTableName"]
     if existing.get("lockOwner") and _number(existing.get("lockExpiresAt")) > now:
         return {}, (
@@ -375,6 +396,8 @@ def _watermark_mismatch(
     item: dict[str, Any], existing: dict[str, Any], merged: dict[str, Any]
 ) -> str | None:
     """Why the existing watermark cannot stay on the new item, or None when it can."""
+    from deltaload.items import parse_item
+
     old_column = existing.get("filtercolumn")
     if old_column != item.get("filtercolumn"):
         return f"was recorded on filter column {old_column!r}, not {item.get('filtercolumn')!r}"
@@ -400,6 +423,8 @@ def _conditional_put(
 ) -> dict[str, Any]:
     """A TransactWriteItems Put that only succeeds if no run took the lock or moved the
     watermark since the item was read."""
+    from deltaload.items import to_dynamodb
+
     # A lock whose expiry is not a number counts as expired, as _merge_state read it.
     condition = (
         "(attribute_not_exists(lockOwner) OR NOT attribute_type(lockExpiresAt, :number)"
@@ -435,13 +460,17 @@ def _number(value: Any) -> float:
 @app.command()
 def plan(table: Annotated[str, typer.Argument(help="targetTableName of the item.")]):
     """Show what the next run of TABLE would load: window, DMS table mapping, task settings."""
+    from deltaload.items import parse_item
     from deltaload.mapping import table_mapping, task_settings
     from deltaload.window import plan_window
 
-    with runtime(writer=False) as rt:
-        raw = rt.item(table)
-        # The stack's default lag, as the template sets it for the functions.
-        lag = int(os.environ.get("SAFETY_LAG_SECONDS", "300"))
+    state = reader()
+    raw = state.item(table)
+    # The stack's default lag, as the template sets it for the functions.
+    lag = int(
+        state.function_environment("SAFETY_LAG_SECONDS")
+        or os.environ.get("SAFETY_LAG_SECONDS", "300")
+    )
     if raw is None:
         raise fail(f"no controller item {table!r}; see `deltaload status`")
     try:
@@ -463,8 +492,7 @@ AS_JSON = Annotated[bool, typer.Option("--json", help="Print JSON instead of a t
 @app.command()
 def status(as_json: AS_JSON = False):
     """Every table: active, watermark, last run, rows, state, lock."""
-    with runtime(writer=False) as rt:
-        items = rt.items()
+    items = reader().items()
     if as_json:
         console.print_json(json.dumps(items, default=str))
         return
@@ -492,8 +520,7 @@ def runs(
     as_json: AS_JSON = False,
 ):
     """The run history of TABLE, oldest first."""
-    with runtime(writer=False) as rt:
-        records = rt.history(table)
+    records = reader().history(table)
     if as_json:
         console.print_json(json.dumps(records, default=str))
         return

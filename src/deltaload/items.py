@@ -12,12 +12,12 @@ import difflib
 import json
 import math
 import re
+import sys
 from collections.abc import Mapping
 from decimal import Context, Decimal, InvalidOperation
 from enum import StrEnum
 from typing import Any
 
-from boto3.dynamodb.types import Binary, TypeDeserializer, TypeSerializer
 from pydantic import BaseModel, ConfigDict, Field
 
 from deltaload import tasksettings
@@ -311,14 +311,74 @@ def dynamodb_number(text: Any) -> Decimal | UnreadableNumber:
     return number
 
 
-class _Deserializer(TypeDeserializer):
-    """boto3's deserializer, with numbers checked as DynamoDB checks them instead of raising."""
+# boto3 is imported only to write DynamoDB JSON, not with this module: importing it costs
+# a fifth to a third of a second that `--help`, `validate` and the readers need not pay.
+_BOTO3_TYPES = "boto3.dynamodb.types"
+
+
+def _is_binary(value: Any) -> bool:
+    """True for boto3's Binary; none can exist before boto3's types module is imported."""
+    types = sys.modules.get(_BOTO3_TYPES)
+    return types is not None and isinstance(value, types.Binary)
+
+
+# boto3's BINARY_TYPES, in its order (its error message names them).
+_BINARY_TYPES = (bytearray, bytes)
+
+
+class _Deserializer:
+    """boto3's TypeDeserializer (boto3/dynamodb/types.py) to the letter, without importing
+    boto3, and with numbers checked as DynamoDB checks them instead of raising.
+
+    The readers (status, runs, plan) convert every item and would otherwise pay for
+    importing boto3; the values and the error messages are boto3's.
+    """
+
+    def deserialize(self, value: Any) -> Any:
+        """A DynamoDB JSON value as Python (binary values as their bytes)."""
+        if not value:
+            raise TypeError(
+                "Value must be a nonempty dictionary whose key is a valid dynamodb type."
+            )
+        dynamodb_type = next(iter(value.keys()))
+        handler = getattr(self, f"_deserialize_{dynamodb_type}".lower(), None)
+        if handler is None:
+            raise TypeError(f"Dynamodb type {dynamodb_type} is not supported")
+        return handler(value[dynamodb_type])
+
+    def _deserialize_null(self, value: Any) -> Any:
+        return None
+
+    def _deserialize_bool(self, value: Any) -> Any:
+        return value
 
     def _deserialize_n(self, value: Any) -> Any:
         return dynamodb_number(value)
 
+    def _deserialize_s(self, value: Any) -> Any:
+        return value
+
+    def _deserialize_b(self, value: Any) -> Any:
+        # boto3 wraps these in its Binary, which _plain unwraps again.
+        if not isinstance(value, _BINARY_TYPES):
+            types = ", ".join(str(t) for t in _BINARY_TYPES)
+            raise TypeError(f"Value must be of the following types: {types}")
+        return value
+
     def _deserialize_ns(self, value: Any) -> Any:
         return [dynamodb_number(v) for v in value]
+
+    def _deserialize_ss(self, value: Any) -> Any:
+        return set(map(self._deserialize_s, value))
+
+    def _deserialize_bs(self, value: Any) -> Any:
+        return set(map(self._deserialize_b, value))
+
+    def _deserialize_l(self, value: Any) -> Any:
+        return [self.deserialize(v) for v in value]
+
+    def _deserialize_m(self, value: Any) -> Any:
+        return {k: self.deserialize(v) for k, v in value.items()}
 
 
 def from_dynamodb(item: Mapping[str, Any]) -> dict[str, Any]:
@@ -336,6 +396,8 @@ def from_dynamodb(item: Mapping[str, Any]) -> dict[str, Any]:
 
 def to_dynamodb(plain: Mapping[str, Any]) -> dict[str, Any]:
     """Convert a plain-JSON item to DynamoDB JSON, as `aws dynamodb put-item --item` takes it."""
+    from boto3.dynamodb.types import TypeSerializer
+
     serializer = TypeSerializer()
     return {name: serializer.serialize(_dynamo_value(value)) for name, value in plain.items()}
 
@@ -394,7 +456,7 @@ def _describe(value: Any) -> str:
 
 def describe_value(value: Any) -> str:
     """JSON's fallback for values it cannot write: binary values, sets, unreadable numbers."""
-    if isinstance(value, Binary):
+    if _is_binary(value):
         value = value.value
     if isinstance(value, bytes | bytearray):
         return f"<{len(value)} bytes>"
@@ -604,7 +666,7 @@ def _json_type(value: Any) -> str:
         return "boolean"
     if isinstance(value, list | tuple | set | frozenset):
         return "list"
-    if isinstance(value, bytes | bytearray | Binary):
+    if isinstance(value, bytes | bytearray) or _is_binary(value):
         return "binary value"
     return type(value).__name__
 
@@ -690,7 +752,7 @@ def _value_size(value: Any) -> int:
         return 1
     if isinstance(value, str):
         return len(value.encode("utf-8"))
-    if isinstance(value, Binary):
+    if _is_binary(value):
         return len(value.value)
     if isinstance(value, bytes | bytearray):
         return len(value)
@@ -795,7 +857,7 @@ def _ordered(
 def _plain(value: Any) -> Any:
     """DynamoDB numbers come back as Decimal: make them int or float for JSON; binary values
     as bytes (boto3's Binary has a __str__ that returns bytes)."""
-    if isinstance(value, Binary):
+    if _is_binary(value):
         return value.value
     if isinstance(value, Decimal):
         return int(value) if value == value.to_integral_value() else float(value)

@@ -720,3 +720,67 @@ def test_the_largest_value_of_a_kind_has_no_successor(kind):
         values.successor(kind, values.KIND_MAX[kind])
     below = values.predecessor(kind, values.KIND_MAX[kind])
     assert values.successor(kind, below) == values.KIND_MAX[kind]
+
+
+# -- from_dynamodb converts as boto3's TypeDeserializer does ----------------------------------
+
+_ATTRIBUTE_VALUES = st.recursive(
+    st.one_of(
+        st.fixed_dictionaries({"S": st.text(max_size=5)}),
+        st.fixed_dictionaries({"N": st.sampled_from(["1", "-2.50", "1e3", "x", "1E+200", "0"])}),
+        st.fixed_dictionaries({"B": st.one_of(st.binary(max_size=4), st.text(max_size=3))}),
+        st.fixed_dictionaries({"BOOL": st.booleans()}),
+        st.just({"NULL": True}),
+        st.fixed_dictionaries({"SS": st.lists(st.text(max_size=3), max_size=3)}),
+        st.fixed_dictionaries({"NS": st.lists(st.sampled_from(["1", "2.5", "z"]), max_size=3)}),
+        st.fixed_dictionaries({"BS": st.lists(st.binary(max_size=3), max_size=3)}),
+        st.sampled_from([{}, {"X": "1"}, {"s": "lower-case type"}, "not an object", 7]),
+    ),
+    lambda children: st.one_of(
+        st.fixed_dictionaries({"L": st.lists(children, max_size=3)}),
+        st.fixed_dictionaries({"M": st.dictionaries(st.text(max_size=3), children, max_size=3)}),
+    ),
+    max_leaves=8,
+)
+
+
+def _boto3_from_dynamodb(item: dict[str, Any]) -> dict[str, Any]:
+    """from_dynamodb as it was written on boto3's TypeDeserializer (the reference)."""
+    from boto3.dynamodb.types import TypeDeserializer
+
+    from deltaload import items
+
+    class Reference(TypeDeserializer):
+        def _deserialize_n(self, value: Any) -> Any:
+            return items.dynamodb_number(value)
+
+        def _deserialize_ns(self, value: Any) -> Any:
+            return [items.dynamodb_number(v) for v in value]
+
+    reference = Reference()
+    plain: dict[str, Any] = {}
+    for name, value in item.items():
+        try:
+            plain[name] = items._plain(reference.deserialize(value))
+        except (TypeError, ValueError, KeyError, AttributeError) as error:
+            plain[name] = items.UnreadableNumber(value, f"not a DynamoDB attribute value ({error})")
+    return plain
+
+
+def _comparable(value: Any) -> Any:
+    """Values with sets (whose order is arbitrary) and unreadable numbers made comparable."""
+    if isinstance(value, dict):
+        return {k: _comparable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return sorted((_comparable(v) for v in value), key=repr)
+    if type(value).__name__ == "UnreadableNumber":
+        return ("unreadable", repr(value), value.reason)
+    return value
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(st.dictionaries(st.text(max_size=3), _ATTRIBUTE_VALUES, max_size=4))
+def test_from_dynamodb_converts_as_boto3s_deserializer_does(item: dict[str, Any]) -> None:
+    from deltaload.items import from_dynamodb
+
+    assert _comparable(from_dynamodb(item)) == _comparable(_boto3_from_dynamodb(item))

@@ -35,9 +35,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from botocore.awsrequest import AWSResponse
+if TYPE_CHECKING:  # botocore is imported only when a fault fires, not by every reader
+    from botocore.awsrequest import AWSResponse
 
 # boto3 service names whose event names (service ids) differ.
 _EVENT_SERVICE = {
@@ -132,6 +133,8 @@ class AwsFaults:
 
 def _error(fault: AwsFault) -> tuple[AWSResponse, dict[str, Any]]:
     """A parsed error response, as botocore's before-call short-circuit expects."""
+    from botocore.awsrequest import AWSResponse
+
     parsed = {
         "Error": {"Code": fault.code, "Message": fault.message},
         "ResponseMetadata": {"HTTPStatusCode": fault.status, "RetryAttempts": 0},

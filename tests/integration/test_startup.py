@@ -1,0 +1,82 @@
+"""Start-up: commands that do not need the emulated AWS or the engine do not import them.
+
+Each command runs in a fresh interpreter (an import made by an earlier test would hide
+one made by the command), on a state folder written as the runtime writes it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SEED = json.loads((ROOT / "controller_seed" / "orders.dynamodb.json").read_text())
+# What only a writing command (or a run) needs.
+HEAVY = ("moto", "pyarrow", "sqlalchemy", "boto3", "botocore", "deltaload.local.runtime")
+
+PROBE = """
+import runpy, sys
+sys.argv = ["deltaload", *sys.argv[1:]]
+try:
+    runpy.run_module("deltaload.cli", run_name="__main__")
+except SystemExit as end:
+    code = end.code or 0
+else:
+    code = 0
+print("IMPORTED", [m for m in {heavy!r} if m in sys.modules], file=sys.stderr)
+sys.exit(code)
+"""
+
+
+@pytest.fixture
+def state(tmp_path: Path) -> Path:
+    """A state folder holding one controller item and one run record, as files."""
+    tables = tmp_path / "state" / "tables"
+    tables.mkdir(parents=True)
+    (tables / "ControllerTable.json").write_text(json.dumps([SEED]))
+    record = {
+        "targetTableName": {"S": "orders_s3"},
+        "runId": {"S": "run-1"},
+        "status": {"S": "SUCCEEDED"},
+        "rows": {"N": "3"},
+    }
+    (tables / "RunHistoryTable.json").write_text(json.dumps([record]))
+    (tmp_path / "item.json").write_text(json.dumps(SEED))
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--help"],
+        ["validate", "item.json"],
+        ["status"],
+        ["status", "--json"],
+        ["runs", "orders_s3"],
+        ["plan", "orders_s3"],
+    ],
+    ids=lambda args: " ".join(args),
+)
+def test_a_command_that_only_reads_imports_no_emulator_and_no_engine(
+    state: Path, args: list[str]
+) -> None:
+    before = sorted(p.relative_to(state) for p in state.rglob("*"))
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "DELTALOAD_STATE_DIR": "state"}
+    result = subprocess.run(
+        [sys.executable, "-c", PROBE.format(heavy=HEAVY), *args],
+        cwd=state,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "IMPORTED []" in result.stderr, result.stderr
+    assert sorted(p.relative_to(state) for p in state.rglob("*")) == before
+    shows = {"status": "orders_s3", "runs": "run-1", "plan": "table mapping"}
+    assert shows.get(args[0], "") in result.stdout
