@@ -51,8 +51,9 @@ $(BENCH_VENV)/.installed:
 		"sqlalchemy>=2" "connectorx>=0.4.6" "psycopg2-binary>=2.9" "psycopg[binary]>=3.1" "adbc-driver-sqlite>=1.0"
 	touch $@
 
-bench: $(STAMP) $(BENCH_VENV)/.installed  ## Benchmarks: the engine (vs dlt), a 300-table tick, commands vs lake size
+bench: $(STAMP) $(BENCH_VENV)/.installed  ## Benchmarks: the engine (vs dlt), deltaload run end to end, a 300-table tick, commands vs lake size
 	$(BIN)/python benchmarks/bench_engine.py --dlt-python $(BENCH_VENV)/bin/python
+	$(BIN)/python benchmarks/bench_e2e.py --dlt-python $(BENCH_VENV)/bin/python
 	$(BIN)/python benchmarks/bench_tick.py
 	$(BIN)/python benchmarks/bench_state.py
 

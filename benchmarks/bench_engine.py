@@ -10,14 +10,16 @@ subprocess (so peak RSS is that case's alone):
   instead of moto (isolates the engine from moto's in-memory S3, which is slow and
   holds every uploaded object in memory);
 - ``engine-delta`` / ``engine-delta-fs``: the full-load task with a ``row_id gte``
-  filter selecting the last 10% of the rows (moto S3 / a local folder);
+  filter selecting the last ``--delta-percent`` of the rows, 10 % by default (moto S3 / a
+  local folder);
 - ``bare``: ADBC ``fetch_record_batch`` -> ``pyarrow.parquet.ParquetWriter`` to a local
   file, with the engine's writer settings (the floor the engine is measured against);
 - ``dlt-connectorx`` / ``dlt-pyarrow``: dlt's ``sql_table`` source with that backend into
   a local filesystem destination as Parquet, run with ``--dlt-python`` (a separate venv);
   the faster of the two is the one the targets compare with;
-- ``dlt-connectorx-delta``: the same with ``dlt.sources.incremental("row_id")`` starting
-  at the delta's first row (dlt's own delta load, ``row_id >= start``).
+- ``dlt-connectorx-delta`` / ``dlt-pyarrow-delta``: the same with
+  ``dlt.sources.incremental("row_id")`` starting at the delta's first row (dlt's own
+  delta load, ``row_id >= start``).
 
 Usage::
 
@@ -53,6 +55,7 @@ CASES = (
     "dlt-connectorx",
     "dlt-pyarrow",
     "dlt-connectorx-delta",
+    "dlt-pyarrow-delta",
 )
 TABLE = "orders"
 SCHEMA = "dwh"
@@ -142,9 +145,9 @@ def build_postgres(url: str, rows: int) -> None:
 # ---------------------------------------------------------------------------- cases
 
 
-def delta_start(rows: int) -> int:
-    """The first row_id of the ~10% delta window."""
-    return rows - rows // 10 + 1
+def delta_start(rows: int, percent: float = 10.0) -> int:
+    """The first row_id of the delta window: the last ``percent`` % of the rows."""
+    return rows - int(rows * percent / 100) + 1
 
 
 class FolderS3:
@@ -220,7 +223,8 @@ def case_engine(args: argparse.Namespace, delta: bool, folder_s3: bool = False) 
                 "rule-action": "include",
             }
             if delta:
-                condition = {"filter-operator": "gte", "value": str(delta_start(args.rows))}
+                start = delta_start(args.rows, args.delta_percent)
+                condition = {"filter-operator": "gte", "value": str(start)}
                 rule["filters"] = [
                     {
                         "filter-type": "source",
@@ -369,7 +373,9 @@ def case_dlt(args: argparse.Namespace) -> dict[str, Any]:
         backend=backend,
         chunk_size=100_000,
         reflection_level="full_with_precision",
-        incremental=dlt.sources.incremental("row_id", initial_value=delta_start(args.rows))
+        incremental=dlt.sources.incremental(
+            "row_id", initial_value=delta_start(args.rows, args.delta_percent)
+        )
         if delta
         else None,
     )
@@ -424,6 +430,8 @@ def spawn(args: argparse.Namespace, case: str, source: str) -> dict[str, Any]:
         args.workdir,
         "--pg-url",
         args.pg_url,
+        "--delta-percent",
+        str(args.delta_percent),
     ]
     env = dict(os.environ)
     if not is_dlt:
@@ -450,6 +458,9 @@ def main() -> None:
         help="interpreter with dlt installed (make bench builds .venv-bench)",
     )
     parser.add_argument("--repeat", type=int, default=1, help="runs per case; the best is kept")
+    parser.add_argument(
+        "--delta-percent", type=float, default=10.0, help="the delta cases load this %% of the rows"
+    )
     parser.add_argument("--run-case", choices=CASES, help=argparse.SUPPRESS)
     parser.add_argument("--source", help=argparse.SUPPRESS)
     parser.add_argument("--verbose", action="store_true")

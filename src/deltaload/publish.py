@@ -23,6 +23,8 @@ import pyarrow.parquet as pq
 
 from deltaload.aws import Clients, transient_errors
 from deltaload.errors import DeltaloadError
+from deltaload.observability import logger
+from deltaload.parquet_footer import FooterError, max_exact_flags
 
 DELETE_BATCH = 1000
 
@@ -119,24 +121,94 @@ def _as_text(value: Any) -> str:
     return str(value)
 
 
-def _max_of(parquet: pq.ParquetFile, column: str, trust_statistics: bool) -> Any:
-    """The largest value of ``column`` in one file (footer statistics when they can be
-    trusted: writers may truncate string statistics, so strings are read)."""
-    index = parquet.schema_arrow.get_field_index(column)
-    metadata = parquet.metadata
-    if trust_statistics:
-        best = None
-        for group in range(metadata.num_row_groups):
-            chunk = metadata.row_group(group).column(index)
-            stats = chunk.statistics
-            if stats is None or not stats.has_min_max:
-                break
-            if chunk.num_values == 0 or stats.null_count == chunk.num_values:
-                continue
-            best = stats.max if best is None else max(best, stats.max)
-        else:
-            return best
-    values = parquet.read(columns=[column]).column(0)
+# Parquet footers are read with one ranged GET of the file's tail, as Arrow's own reader
+# does (its default footer_read_size); a larger footer costs a second GET.
+_TAIL_BYTES = 64 * 1024
+_MAGIC = b"PAR1"
+
+# String maxima may be truncated and rounded up by their writer (parquet-java's
+# parquet.statistics.truncate.length, arrow-rs's statistics_truncate_length), which says so
+# in Statistics.is_max_value_exact (pyarrow does not expose it: parquet_footer reads it).
+# Without the flag (writers before Parquet 2.10) only Arrow C++ (parquet-cpp, what pyarrow
+# and this engine write with) is trusted: it never cuts min/max, it drops statistics longer
+# than its size limit instead (has_min_max is then False).
+_EXACT_STRING_WRITERS = ("parquet-cpp",)
+_TRUNCATABLE = ("BYTE_ARRAY", "FIXED_LEN_BYTE_ARRAY")  # the physical types writers may cut
+
+
+@dataclass(frozen=True)
+class Footer:
+    """A Parquet file's parsed footer and its raw Thrift bytes."""
+
+    metadata: pq.FileMetaData
+    raw: bytes
+
+
+def read_footer(clients: Clients, bucket: str, key: str, size: int) -> Footer:
+    """The Parquet footer of one S3 object, fetched with a ranged read of its tail only."""
+    source = S3RangeFile(clients, bucket, key, size)
+    tail_size = min(size, _TAIL_BYTES)
+    source.seek(size - tail_size)
+    tail = source.read(tail_size)
+    if len(tail) < 12 or tail[-4:] != _MAGIC:
+        raise VerificationError(f"{key} is not a Parquet file (no PAR1 footer)")
+    length = int.from_bytes(tail[-8:-4], "little")
+    if length + 8 > size - 4:
+        raise VerificationError(f"{key}: its Parquet footer length {length} exceeds the file")
+    if length + 8 > len(tail):
+        source.seek(size - 8 - length)
+        tail = source.read(length + 8 - len(tail)) + tail
+    # The footer alone, framed as a file: pyarrow parses it without touching data pages.
+    metadata = pq.read_metadata(pa.BufferReader(_MAGIC + tail[-8 - length :]))
+    return Footer(metadata, tail[-8 - length : -8])
+
+
+def max_from_statistics(footer: Footer, index: int) -> tuple[bool, Any]:
+    """(True, the largest value of column ``index``) from footer statistics alone, or
+    (False, None) when some row group has no usable statistics or they may be truncated."""
+    metadata = footer.metadata
+    exact: list[list[bool | None]] | None = None
+    best = None
+    for group in range(metadata.num_row_groups):
+        chunk = metadata.row_group(group).column(index)
+        if chunk.num_values == 0:
+            continue
+        stats = chunk.statistics if chunk.is_stats_set else None
+        if stats is None:
+            return False, None
+        if stats.has_null_count and stats.null_count == chunk.num_values:
+            continue  # only NULLs: no maximum, and writers leave min/max out
+        if not stats.has_min_max:
+            return False, None
+        if stats.physical_type in _TRUNCATABLE:
+            if exact is None:
+                try:
+                    exact = max_exact_flags(footer.raw)
+                except FooterError:
+                    return False, None  # unreadable flags: the column itself says
+            flag = exact[group][index] if group < len(exact) and index < len(exact[group]) else None
+            if flag is False or (
+                flag is None and not (metadata.created_by or "").startswith(_EXACT_STRING_WRITERS)
+            ):
+                return False, None
+        best = stats.max if best is None else max(best, stats.max)
+    return True, best
+
+
+def _max_of(clients: Clients, bucket: str, staged: StagedFile, footer: Footer, column: str) -> Any:
+    """The largest value of ``column`` in one file: from the footer statistics when every
+    row group has usable ones, else by reading that column (and saying so)."""
+    metadata = footer.metadata
+    index = metadata.schema.to_arrow_schema().get_field_index(column)
+    found, value = max_from_statistics(footer, index)
+    if found:
+        return value
+    logger.info(
+        "no usable footer statistics: reading the column for the watermark",
+        extra={"key": staged.key, "column": column, "writer": metadata.created_by},
+    )
+    source = S3RangeFile(clients, bucket, staged.key, staged.bytes)
+    values = pq.ParquetFile(source, metadata=metadata).read(columns=[column]).column(0)
     return pc.max(values).as_py() if len(values) else None
 
 
@@ -148,12 +220,12 @@ def verify(
     *,
     table: str,
     filter_column: str | None = None,
-    trust_statistics: bool = True,
 ) -> Verification:
     """Sum Parquet footer row counts under the staging prefix and compare with DMS.
 
     No files and FullLoadRows == 0 is a valid empty load. ``filter_column`` asks for the
-    largest loaded value (open windows resolve their watermark from it).
+    largest loaded value (open windows resolve their watermark from it), taken from the
+    footer statistics of every kind; a file without usable ones has that column read.
     """
     files: list[StagedFile] = []
     maxima: list[Any] = []
@@ -161,16 +233,19 @@ def verify(
         key, size = entry["Key"], int(entry["Size"])
         if not key.endswith(".parquet"):
             continue
-        parquet = pq.ParquetFile(S3RangeFile(clients, bucket, key, size))
-        files.append(StagedFile(key, parquet.metadata.num_rows, size))
-        if filter_column and parquet.metadata.num_rows:
-            column = _column(parquet.schema_arrow.names, filter_column)
+        footer = read_footer(clients, bucket, key, size)
+        metadata = footer.metadata
+        staged = StagedFile(key, metadata.num_rows, size)
+        files.append(staged)
+        if filter_column and metadata.num_rows:
+            names = metadata.schema.to_arrow_schema().names
+            column = _column(names, filter_column)
             if column is None:
                 raise VerificationError(
                     f"table {table!r}: {key} has no column {filter_column!r} "
-                    f"(columns: {', '.join(parquet.schema_arrow.names)})"
+                    f"(columns: {', '.join(names)})"
                 )
-            value = _max_of(parquet, column, trust_statistics)
+            value = _max_of(clients, bucket, staged, footer, column)
             if value is not None:
                 maxima.append(value)
     rows = sum(f.rows for f in files)

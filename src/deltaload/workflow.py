@@ -400,7 +400,6 @@ def verify_publish(
         full_load_rows,
         table=table,
         filter_column=run["filterColumn"] if plan.is_open else None,
-        trust_statistics=plan.kind.value != "string",
     )
     watermark = resolve_watermark(plan, verification.loaded_max)
     limit_kb = lob_limit_kb(run["taskSettings"])

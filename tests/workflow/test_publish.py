@@ -75,9 +75,7 @@ def test_loaded_max_from_statistics_and_from_strings(clients: Clients) -> None:
     assert by_id.loaded_max == "12"  # column matched case-insensitively
     by_ts = publish.verify(clients, BUCKET, "a/", 2, table="t", filter_column="ts")
     assert by_ts.loaded_max.startswith("2024-01-09 10:00:00")
-    by_s = publish.verify(
-        clients, BUCKET, "a/", 2, table="t", filter_column="s", trust_statistics=False
-    )
+    by_s = publish.verify(clients, BUCKET, "a/", 2, table="t", filter_column="s")
     assert by_s.loaded_max == "zz"
     with pytest.raises(publish.VerificationError, match="no column 'missing'"):
         publish.verify(clients, BUCKET, "a/", 2, table="t", filter_column="missing")
