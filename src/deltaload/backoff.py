@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+
+# How a wait loop inside a handler sleeps: time.sleep in AWS. The offline runtime swaps in
+# a sleep that also ends at its engine's next emulated status change (deltaload.local).
+sleep: Callable[[float], None] = time.sleep
+
 
 def next_wait(attempt: int, initial: int, maximum: int) -> int:
     """Seconds to wait before poll number ``attempt`` (0-based): initial * 2**attempt, capped."""

@@ -620,13 +620,8 @@ class _progress:
 def _current_step(rt: Any, result: Any) -> str:
     if result.status != "RUNNING":
         return ""
-    arn = f"{rt.state_machine_arn.replace(':stateMachine:', ':execution:')}:{result.name}"
-    try:
-        events = rt.execution_history(arn)
-    except Exception:  # progress is best effort; the tick itself reports the outcome
-        return ""
-    entered = [e for e in events if e["type"].endswith("StateEntered")]
-    return entered[-1]["stateEnteredEventDetails"]["name"] if entered else ""
+    # The runtime records each state entered as it happens: nothing is re-read here.
+    return str(rt.current_step(rt.execution_arn(result.name)))
 
 
 def print_tick(result: Any) -> None:

@@ -12,7 +12,6 @@ step's key (see ``STEP_KEYS``). Loops (resources, load, teardown) return a ``pol
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -57,7 +56,7 @@ def utcnow() -> datetime:
 
 
 def _sleep(seconds: float) -> None:
-    time.sleep(seconds)
+    backoff.sleep(seconds)
 
 
 def _table_run(event: Mapping[str, Any]) -> tuple[str, str]:

@@ -171,6 +171,18 @@ class LocalRuntime:
         self._closing = threading.Event()  # interrupted: executions may start no handler
         self._persist_locks = {logical_id: threading.Lock() for logical_id in PERSISTED_TABLES}
         self._locked = False
+        # What the interpreter tells about this runtime's executions (see ``interpreter``):
+        # the state each one is in and which have ended, read by ``wait_for`` and the
+        # live progress instead of the execution history.
+        self._events = threading.Condition()
+        self._event_count = 0
+        self._steps: dict[str, str] = {}
+        self._ended: set[str] = set()
+        # Per execution: the engine's change count its last step had seen, and its DMS
+        # identifiers, so its Wait states end at the next change of its own resources.
+        self._seen_changes: dict[str, int] = {}
+        self._dms_keys: dict[str, frozenset[str]] = {}
+        self._previous_sleep: Callable[[float], None] | None = None
         self.template: Template
         self.dms: LocalDms
         self.session: boto3.Session
@@ -211,6 +223,7 @@ class LocalRuntime:
                 workdir.mkdir(exist_ok=True)
             self.dms = LocalDms(self.session.client, timing=self._timing, workdir=workdir)
             self.dms.install(self.session.events)
+            self._listen()
             # The lake is served from the state folder's files, never from moto's memory.
             self.s3 = DiskS3(self.state.lake)
             self.s3.install(self.session.events)
@@ -226,6 +239,7 @@ class LocalRuntime:
 
     def __exit__(self, *_: object) -> None:
         # Nothing to save: tables are written through and S3 objects are files already.
+        self._stop_listening()
         if hasattr(self, "dms"):
             self.dms.shutdown()
         for restore in getattr(self, "_restore_logging", []):
@@ -244,6 +258,86 @@ class LocalRuntime:
         if self._locked:
             self.state.lock.release()
             self._locked = False
+
+    # -- waits and progress: told by the interpreter and the engine, never polled ---------------
+
+    def _listen(self) -> None:
+        from deltaload import backoff
+        from deltaload.local import interpreter
+
+        interpreter.register(self)
+        self._previous_sleep = backoff.sleep
+        backoff.sleep = self._sleep_until_change
+
+    def _stop_listening(self) -> None:
+        from deltaload import backoff
+        from deltaload.local import interpreter
+
+        interpreter.unregister(self)
+        if self._previous_sleep is not None:
+            backoff.sleep = self._previous_sleep
+            self._previous_sleep = None
+
+    def owns(self, execution_arn: str) -> bool:
+        """True for the executions of this runtime's state machine (interpreter listener)."""
+        prefix = self.state_machine_arn.replace(":stateMachine:", ":execution:") + ":"
+        return execution_arn.startswith(prefix)
+
+    def state_entered(self, execution_arn: str, state: str) -> None:
+        """Note the state an execution entered (interpreter listener)."""
+        with self._events:
+            self._steps[execution_arn] = state
+            self._event_count += 1
+            self._events.notify_all()
+
+    def execution_ended(self, execution_arn: str) -> None:
+        """Note that an execution ended (interpreter listener)."""
+        with self._events:
+            self._ended.add(execution_arn)
+            self._event_count += 1
+            self._events.notify_all()
+
+    def wait(self, execution_arn: str, seconds: int, running: Callable[[], bool]) -> None:
+        """A Wait state: ``seconds`` at most, ended by the next status change of the run's DMS
+        resources (interpreter listener).
+
+        Every Wait of the definition follows a step that looked at the run's DMS resources
+        and waits for them to change; the engine's transitions take fractions of a second.
+        """
+        changes = self.dms.changes
+        since = self._seen_changes.get(execution_arn, changes.count)
+        keys = self._dms_keys.get(execution_arn)
+        changes.wait(since, seconds, keys=keys, stopped=lambda: not running())
+
+    def _sleep_until_change(self, seconds: float) -> None:
+        """A handler's sleep between two polls (StartLoad waiting for its task, say), ended by
+        the next status change of the resources of the run it works for."""
+        changes = self.dms.changes
+        changes.wait(changes.seen(), seconds, keys=getattr(self._local, "dms_keys", None))
+
+    def _note_run(self, event: Any) -> str | None:
+        """Before a handler runs: the execution it works for (None if not a run's step)."""
+        self.dms.changes.observe()  # the step looks at the engine from now on
+        state = event if isinstance(event, dict) else {}
+        if "table" not in state and isinstance(state.get("detail"), dict):
+            with suppress(TypeError, ValueError):  # an execution status change event
+                state = json.loads(state["detail"].get("input") or "{}")
+        table, run_id = state.get("table"), state.get("runId")
+        if not isinstance(table, str) or not isinstance(run_id, str):
+            self._local.dms_keys = None
+            return None
+        from deltaload.names import dms_names
+
+        arn = self.execution_arn(run_id)
+        if arn not in self._dms_keys:
+            ids = dms_names(table, run_id).to_dict().values()
+            self._dms_keys[arn] = frozenset(str(i).lower() for i in ids)
+        self._local.dms_keys = self._dms_keys[arn]
+        return arn
+
+    def current_step(self, execution_arn: str) -> str:
+        """The state the execution last entered ("" before its first)."""
+        return self._steps.get(execution_arn, "")
 
     # -- resources -------------------------------------------------------------------------------
 
@@ -521,10 +615,13 @@ class LocalRuntime:
             self.invocations[function.logical_id] = self.invocations.get(function.logical_id, 0) + 1
             caller = getattr(self.running, "function", None)
             self.running.function = function.logical_id
+            execution = self._note_run(event)
             try:
                 result = self._call(handler, event, function)
             finally:
                 self.running.function = caller
+                if execution is not None:
+                    self._seen_changes[execution] = self.dms.changes.seen()
                 # With metrics disabled locally Powertools never flushes, so its metric set
                 # would grow from one invocation to the next.
                 from deltaload.observability import metrics
@@ -623,26 +720,51 @@ class LocalRuntime:
         *,
         stop: threading.Event | None = None,
     ) -> list[ExecutionResult]:
-        """Poll executions until each has ended; report progress after each poll."""
+        """Wait until each execution has ended; report progress at each state it enters.
+
+        Woken by the interpreter (a state entered, an execution ended), so progress reads
+        a small in-memory record and the executions' histories are never read.
+        """
         sfn = self.session.client("stepfunctions")
         deadline = time.monotonic() + timeout
+        known = {arn: self._describe(sfn, arn) for arn in execution_arns}
         while True:
             if stop is not None and stop.is_set():
                 raise self.abort(execution_arns, "interrupted by Ctrl-C or SIGTERM")
-            results = [self._describe(sfn, arn) for arn in execution_arns]
+            with self._events:
+                count = self._event_count
+                ended = set(self._ended)
+            for arn in execution_arns:
+                if known[arn].status == "RUNNING" and arn in ended:
+                    known[arn] = self._describe(sfn, arn)
+            results = [known[arn] for arn in execution_arns]
             if progress:
                 progress(results)
             if all(r.status != "RUNNING" for r in results):
                 return [self._with_outcome(r) for r in results]
-            if time.monotonic() > deadline:
+            left = deadline - time.monotonic()
+            if left <= 0:
                 raise LocalRuntimeError(
                     f"executions still running after {timeout:.0f}s: "
                     + ", ".join(r.table for r in results if r.status == "RUNNING")
                 )
-            if stop is not None:
-                stop.wait(0.2)
-            else:
-                time.sleep(0.2)
+            if not self._await_event(count, min(left, 1.0), stop):
+                # Nothing told for a second: an execution ended some other way is found too.
+                for arn in execution_arns:
+                    if known[arn].status == "RUNNING":
+                        known[arn] = self._describe(sfn, arn)
+
+    def _await_event(self, count: int, seconds: float, stop: threading.Event | None) -> bool:
+        """Wait until the interpreter tells something after ``count``, or ``stop`` is set."""
+        end = time.monotonic() + seconds
+        with self._events:
+            while self._event_count == count:
+                left = end - time.monotonic()
+                if left <= 0 or (stop is not None and stop.is_set()):
+                    return False
+                # A stop request is an Event of its own: looked at every 0.2 s.
+                self._events.wait(min(left, 0.2) if stop is not None else left)
+            return True
 
     def abort(self, execution_arns: list[str], why: str) -> Interrupted:
         """Stop the executions and send each unfinished one through the failure path.

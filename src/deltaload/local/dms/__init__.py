@@ -18,9 +18,9 @@ from .errors import DmsFault
 from .faults import FaultRegistry
 from .protocol import error_response, ok_response, parse_request
 from .quotas import Clock, Quotas
-from .scheduler import Timing
+from .scheduler import Changes, Timing
 
-__all__ = ["FaultRegistry", "LocalDms", "Quotas", "Timing"]
+__all__ = ["Changes", "FaultRegistry", "LocalDms", "Quotas", "Timing"]
 
 LOG = logging.getLogger(__name__)
 EVENT = "before-send.database-migration-service"
@@ -59,6 +59,11 @@ class LocalDms:
     def uninstall(self, events: Any) -> None:
         """Stop answering DMS calls on ``events``."""
         events.unregister(EVENT, self._on_before_send, unique_id=self._handler_id)
+
+    @property
+    def changes(self) -> Changes:
+        """The engine's status changes, for pollers that sleep until the next one."""
+        return self._backend.changes
 
     @property
     def quotas(self) -> Quotas:

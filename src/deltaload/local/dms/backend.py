@@ -42,7 +42,7 @@ from .models import (
     now,
 )
 from .quotas import Clock, Quotas, TokenBucket, exceeded
-from .scheduler import Scheduler, Timing
+from .scheduler import Changes, Scheduler, Timing
 from .sources import SourceConfig, config_from_url, open_reader, read_secret, sa_url
 from .validation import (
     SOURCE_ENGINES,
@@ -86,7 +86,9 @@ class DmsBackend:
         self.faults = faults
         self._workdir = workdir
         self._lock = threading.RLock()
-        self._scheduler = Scheduler()
+        # Every timed transition, load end and connection probe is a status change.
+        self.changes = Changes()
+        self._scheduler = Scheduler(on_fired=self.changes.changed)
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="local-dms-load")
         self.endpoints: dict[str, Endpoint] = {}
         self.subnet_groups: dict[str, SubnetGroup] = {}
@@ -135,6 +137,8 @@ class DmsBackend:
             )
         self._maybe_throttle(operation, params)
         with self._lock:
+            # Transitions take this lock too: the answer reflects every change counted.
+            self.changes.observe()
             try:
                 return handler(params, region)
             except e.ResourceQuotaExceededFault as fault:
@@ -279,6 +283,7 @@ class DmsBackend:
         with self._lock:
             connection.status = "successful" if failure is None else "failed"
             connection.failure = failure
+        self.changes.changed(connection.instance.ident)
 
     def op_describe_connections(self, params: dict[str, Any], _: str) -> dict[str, Any]:
         """DMS DescribeConnections."""
@@ -454,7 +459,9 @@ class DmsBackend:
         )
         self.instances[instance.arn] = instance
         self._scheduler.later(
-            self.timing.instance_create, lambda: self._set_instance(instance, "available")
+            self.timing.instance_create,
+            lambda: self._set_instance(instance, "available"),
+            key=instance.ident,
         )
         return {"ReplicationInstance": instance.to_wire()}
 
@@ -495,7 +502,9 @@ class DmsBackend:
             )
         instance.status = "deleting"
         self._scheduler.later(
-            self.timing.instance_delete, lambda: self._set_instance(instance, "gone")
+            self.timing.instance_delete,
+            lambda: self._set_instance(instance, "gone"),
+            key=instance.ident,
         )
         return {"ReplicationInstance": instance.to_wire()}
 
@@ -540,7 +549,9 @@ class DmsBackend:
             ),
         )
         self.tasks[task.arn] = task
-        self._scheduler.later(self.timing.task_create, lambda: self._task_created(task))
+        self._scheduler.later(
+            self.timing.task_create, lambda: self._task_created(task), key=task.ident
+        )
         return {"ReplicationTask": task.to_wire()}
 
     def _task_quotas(self, instance: Instance, source_arn: str, target_arn: str) -> None:
@@ -599,7 +610,9 @@ class DmsBackend:
                 "ready, stopped or failed"
             )
         task.status = "deleting"
-        self._scheduler.later(self.timing.task_delete, lambda: self._drop_task(task))
+        self._scheduler.later(
+            self.timing.task_delete, lambda: self._drop_task(task), key=task.ident
+        )
         return {"ReplicationTask": task.to_wire()}
 
     def _drop_task(self, task: Task) -> None:
@@ -643,6 +656,7 @@ class DmsBackend:
                 skip,
                 task.settings,
             ),
+            key=task.ident,
         )
         return {"ReplicationTask": task.to_wire()}
 
@@ -766,12 +780,14 @@ class DmsBackend:
                 state.status, state.stop_reason = "stopped", stop_reason
                 if stop_reason == STOP_FULL_LOAD_FINISHED:
                     state.full_load_finish = state.stopped
+            self.changes.changed(_ident(state))
             if isinstance(state, Replication):
                 state.updated = state.stopped
                 state.provision_state = "deprovisioning"
                 self._scheduler.later(
                     self.timing.serverless_deprovision,
                     lambda: self._deprovisioned(state, generation),
+                    key=_ident(state),
                 )
 
     def _request_stop(self, state: LoadState) -> None:
@@ -783,6 +799,7 @@ class DmsBackend:
         self._scheduler.later(
             self.timing.task_stop,
             lambda: self._stop_if_idle(state, generation, was_starting),
+            key=_ident(state),
         )
 
     def _stop_if_idle(self, state: LoadState, generation: int, was_starting: bool) -> None:
@@ -794,7 +811,9 @@ class DmsBackend:
                 self._finish(state, generation, stop_reason=STOP_NORMAL)
             else:
                 self._scheduler.later(
-                    self.timing.task_stop, lambda: self._stop_if_idle(state, generation, False)
+                    self.timing.task_stop,
+                    lambda: self._stop_if_idle(state, generation, False),
+                    key=_ident(state),
                 )
 
     # ---------------------------------------------------------------- serverless
@@ -848,7 +867,9 @@ class DmsBackend:
         wire = config.to_wire()
         if run is not None:
             run.status, run.updated = "deleting", now()
-        self._scheduler.later(self.timing.config_delete, lambda: self._drop_config(config))
+        self._scheduler.later(
+            self.timing.config_delete, lambda: self._drop_config(config), key=config.ident
+        )
         return {"ReplicationConfig": wire}
 
     def _drop_config(self, config: Config) -> None:
@@ -915,7 +936,7 @@ class DmsBackend:
                 return  # stays in this phase until stopped
         step = self.timing.serverless_provision / len(SERVERLESS_PHASES)
         if index + 1 == len(SERVERLESS_PHASES):
-            self._scheduler.later(step, launch)
+            self._scheduler.later(step, launch, key=run.ident)
             return
 
         def advance() -> None:
@@ -931,7 +952,7 @@ class DmsBackend:
                 ),
             )
         else:
-            self._scheduler.later(step, advance)
+            self._scheduler.later(step, advance, key=run.ident)
 
     def _test_connections(
         self,

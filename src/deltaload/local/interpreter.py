@@ -1,0 +1,191 @@
+"""Hooks on moto's Step Functions interpreter: states entered, executions ended, Wait states.
+
+The offline runtime executes the real state machine in moto's interpreter. Three things
+it needs are not in the Step Functions API, or cost too much through it:
+
+* which state each execution is in, for the live progress, without reading the whole
+  execution history (GetExecutionHistory) again and again;
+* when an execution ends, so a command waiting for it wakes then instead of polling
+  DescribeExecution;
+* a definition parsed once, not at every execution: moto parses the definition with its
+  ANTLR grammar when an execution starts (0.2-0.5 s, before the first state);
+* a Wait state that ends early when what it waits for is done. A Wait state lasts its
+  ``SecondsPath`` seconds (Wait state, https://docs.aws.amazon.com/step-functions/latest/dg/amazon-states-language-wait-state.html);
+  offline, every wait in the definition waits on the local DMS engine, whose emulated
+  transitions take fractions of a second, so a listener may end it at the engine's next
+  status change. The definition, its waits and the handlers stay as they are in AWS.
+
+``install`` patches the interpreter once per process; each runtime registers a
+``Listener`` while it is open. Executions of no registered listener behave exactly as
+moto's do.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+from typing import Any, Protocol
+
+# Parsed definitions, by their text. Only definitions without Map or Parallel states are
+# kept: the parsed components of those hold per-run state, the others keep theirs in the
+# execution's environment, so one parse serves every execution.
+_parsed: dict[str, Any] = {}
+_PER_RUN_STATE_TYPES = frozenset({"Map", "Parallel"})
+
+
+class Listener(Protocol):
+    """What a runtime is told about the executions of its state machine."""
+
+    def owns(self, execution_arn: str) -> bool:
+        """True if the execution is one of this listener's."""
+        ...
+
+    def state_entered(self, execution_arn: str, state: str) -> None:
+        """The execution entered ``state``."""
+        ...
+
+    def execution_ended(self, execution_arn: str) -> None:
+        """The execution has ended (its status is no longer RUNNING)."""
+        ...
+
+    def wait(self, execution_arn: str, seconds: int, running: Callable[[], bool]) -> None:
+        """Run a Wait state of ``seconds``; return early once the awaited thing may be done."""
+        ...
+
+
+_listeners: list[Listener] = []
+_lock = threading.Lock()
+_installed = False
+
+
+def register(listener: Listener) -> None:
+    """Tell ``listener`` about its executions until ``unregister``."""
+    install()
+    with _lock:
+        _listeners.append(listener)
+
+
+def unregister(listener: Listener) -> None:
+    """Stop telling ``listener``."""
+    with _lock:
+        if listener in _listeners:
+            _listeners.remove(listener)
+
+
+def _listener(execution_arn: str | None) -> Listener | None:
+    if not execution_arn:
+        return None
+    with _lock:
+        return next((x for x in reversed(_listeners) if x.owns(execution_arn)), None)
+
+
+def _execution_arn(env: Any) -> str | None:
+    try:
+        return str(env.states.context_object.context_object_data["Execution"]["Id"])
+    except (AttributeError, KeyError, TypeError):
+        return None
+
+
+def _reusable(definition: str) -> bool:
+    """True if the definition has no state whose parsed component holds per-run state."""
+    try:
+        document = json.loads(definition)
+    except (TypeError, ValueError):
+        return False
+
+    def types(node: Any) -> set[str]:
+        if isinstance(node, dict):
+            found = {node["Type"]} if isinstance(node.get("Type"), str) else set()
+            for value in node.values():
+                found |= types(value)
+            return found
+        if isinstance(node, list):
+            return set().union(*(types(v) for v in node)) if node else set()
+        return set()
+
+    return not types(document) & _PER_RUN_STATE_TYPES
+
+
+def _settle(node: Any, component: type, visited: set[int]) -> None:
+    """Give every parsed component its heap key now, before executions share it.
+
+    A component draws its key (where it keeps per-run values, such as a Retry's attempt
+    count, in the execution's environment) on first use; drawn by two executions at once,
+    one would lose its values.
+    """
+    if id(node) in visited:
+        return
+    visited.add(id(node))
+    if isinstance(node, component):
+        _ = node.heap_key  # type: ignore[attr-defined]
+    if type(node).__module__.startswith("moto.stepfunctions.") and hasattr(node, "__dict__"):
+        children: Any = vars(node).values()
+    elif isinstance(node, list | tuple | set | frozenset):
+        children = node
+    elif isinstance(node, dict):
+        children = node.values()
+    else:
+        return
+    for child in children:
+        _settle(child, component, visited)
+
+
+def install() -> None:
+    """Patch moto's interpreter (once per process); without listeners nothing changes."""
+    global _installed
+    with _lock:
+        if _installed:
+            return
+        from moto.stepfunctions.parser.asl.component.eval_component import EvalComponent
+        from moto.stepfunctions.parser.asl.component.state.state import CommonStateField
+        from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import (
+            WaitFunction,
+        )
+        from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
+        from moto.stepfunctions.parser.backend.execution import (
+            BaseExecutionWorkerCommunication,
+        )
+
+        parse = AmazonStateLanguageParser.parse
+        entered = CommonStateField._eval_body
+        waited = WaitFunction._wait_interval
+        terminated = BaseExecutionWorkerCommunication.terminated
+
+        def eval_body(self: Any, env: Any) -> None:
+            arn = _execution_arn(env)
+            listener = _listener(arn)
+            if listener is not None and arn is not None:
+                listener.state_entered(arn, str(self.name))
+            entered(self, env)
+
+        def wait_interval(self: Any, env: Any, wait_seconds: int) -> None:
+            arn = _execution_arn(env)
+            listener = _listener(arn)
+            if listener is None or arn is None:
+                waited(self, env, wait_seconds)
+                return
+            # Ends as moto's does when the execution is stopped, timed out or failed.
+            listener.wait(arn, wait_seconds, env.is_running)
+
+        def ended(self: Any) -> None:
+            terminated(self)
+            arn = str(getattr(getattr(self, "execution", None), "exec_arn", "") or "")
+            listener = _listener(arn)
+            if listener is not None:
+                listener.execution_ended(arn)
+
+        def parse_once(definition: str) -> Any:
+            if definition in _parsed:
+                return _parsed[definition]
+            parsed = parse(definition)
+            if _reusable(definition):
+                _settle(parsed[0], EvalComponent, set())
+                _parsed[definition] = parsed
+            return parsed
+
+        AmazonStateLanguageParser.parse = staticmethod(parse_once)  # type: ignore[method-assign]
+        CommonStateField._eval_body = eval_body  # type: ignore[method-assign]
+        WaitFunction._wait_interval = wait_interval  # type: ignore[method-assign]
+        BaseExecutionWorkerCommunication.terminated = ended  # type: ignore[method-assign]
+        _installed = True
