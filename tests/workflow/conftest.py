@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -77,6 +79,21 @@ def dms(infra: None) -> FakeDms:
 @pytest.fixture
 def clients(dms: FakeDms) -> Clients:
     return Clients(region=REGION, overrides={"dms": dms})
+
+
+# A schedule event as EventBridge delivers it to the starter.
+TICK_EVENT = {"id": "evt-1", "time": "2024-05-01T12:00:41Z", "detail-type": "Scheduled Event"}
+
+
+@pytest.fixture
+def tick_settings(clients: Clients, settings: Settings) -> Settings:
+    """Settings naming a real (one Pass state) state machine for the starter to start."""
+    arn = clients.sfn.create_state_machine(
+        name="load",
+        definition=json.dumps({"StartAt": "P", "States": {"P": {"Type": "Pass", "End": True}}}),
+        roleArn="arn:aws:iam::123456789012:role/sfn",
+    )["stateMachineArn"]
+    return replace(settings, state_machine_arn=arn)
 
 
 def put_item(clients: Clients, settings: Settings, **attributes: Any) -> dict[str, Any]:

@@ -13,19 +13,9 @@ from deltaload import items
 from deltaload.aws import Clients
 from deltaload.settings import Settings
 from deltaload.starter import StartFailedError, start_tick
-from tests.workflow.conftest import NOW, ORDERS, put_item
+from tests.workflow.conftest import NOW, ORDERS, TICK_EVENT, put_item
 
-EVENT = {"id": "evt-1", "time": "2024-05-01T12:00:41Z", "detail-type": "Scheduled Event"}
-
-
-@pytest.fixture
-def tick_settings(clients: Clients, settings: Settings) -> Settings:
-    arn = clients.sfn.create_state_machine(
-        name="load",
-        definition=json.dumps({"StartAt": "P", "States": {"P": {"Type": "Pass", "End": True}}}),
-        roleArn="arn:aws:iam::123456789012:role/sfn",
-    )["stateMachineArn"]
-    return replace(settings, state_machine_arn=arn)
+EVENT = TICK_EVENT
 
 
 def _bulk(clients: Clients, settings: Settings, count: int, **attributes: Any) -> None:

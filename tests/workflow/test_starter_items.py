@@ -3,8 +3,6 @@ cannot hand back, and items the validator cannot cope with."""
 
 from __future__ import annotations
 
-import json
-from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -13,19 +11,9 @@ from deltaload import items, starter, store
 from deltaload.aws import Clients
 from deltaload.settings import Settings
 from deltaload.starter import start_tick
-from tests.workflow.conftest import NOW, ORDERS, put_item
+from tests.workflow.conftest import NOW, ORDERS, TICK_EVENT, put_item
 
-EVENT = {"id": "evt-1", "time": "2024-05-01T12:00:41Z", "detail-type": "Scheduled Event"}
-
-
-@pytest.fixture
-def tick_settings(clients: Clients, settings: Settings) -> Settings:
-    arn = clients.sfn.create_state_machine(
-        name="load",
-        definition=json.dumps({"StartAt": "P", "States": {"P": {"Type": "Pass", "End": True}}}),
-        roleArn="arn:aws:iam::123456789012:role/sfn",
-    )["stateMachineArn"]
-    return replace(settings, state_machine_arn=arn)
+EVENT = TICK_EVENT
 
 
 def test_the_published_samples_y_starts_and_n_is_switched_off(
