@@ -69,7 +69,7 @@ def engine(aws: boto3.Session, tmp_path: Path) -> Iterator[LocalDms]:
     """The local DMS installed on the session, with fast timings.
 
     DMS's quotas and API throttling are off: these tests poll without retries (to see every
-    error) and check the engine's copies; tests/guarantees/test_scale_dms_quotas.py checks them.
+    error) and check the engine's copies; tests/engine/test_dms_quotas.py checks them.
     """
     local = LocalDms(aws.client, timing=FAST, workdir=tmp_path, quotas=Quotas.off())
     local.install(aws.events)

@@ -9,9 +9,7 @@ The bucket's clock is stepped by hand here, so nothing waits.
 from __future__ import annotations
 
 import json
-import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +17,6 @@ import boto3
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
-from moto import mock_aws
 
 from deltaload.aws import error_code, is_throttling
 from deltaload.local.dms import LocalDms, Quotas, Timing
@@ -36,28 +33,6 @@ class ManualClock:
 
     def __call__(self) -> float:
         return self.now
-
-
-@pytest.fixture
-def aws() -> Iterator[boto3.Session]:
-    env = {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        with mock_aws():
-            session = boto3.Session(region_name="us-east-1")
-            session.client("s3").create_bucket(Bucket="lake")
-            yield session
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def _engine(
