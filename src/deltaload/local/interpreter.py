@@ -15,6 +15,11 @@ it needs are not in the Step Functions API, or cost too much through it:
   transitions take fractions of a second, so a listener may end it at the engine's next
   status change. The definition, its waits and the handlers stay as they are in AWS.
 
+It also keeps the interpreter's import small: its AWS Batch task support imports
+``moto.batch``, whose package imports moto's whole EC2 emulation (AMI and instance-type
+catalogues, 1.5-4 s of JSON); the definition runs no Batch task, so that package's body
+runs only if something uses it.
+
 ``install`` patches the interpreter once per process; each runtime registers a
 ``Listener`` while it is open. Executions of no registered listener behave exactly as
 moto's do.
@@ -22,7 +27,9 @@ moto's do.
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import sys
 import threading
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -131,12 +138,39 @@ def _settle(node: Any, component: type, visited: set[int]) -> None:
         _settle(child, component, visited)
 
 
+def defer_package_body(name: str) -> None:
+    """Import package ``name``'s submodules without running its ``__init__`` until needed.
+
+    The package is registered unexecuted; the first attribute read that its submodules did
+    not set runs the real ``__init__`` in place, so every user of the package sees it whole.
+    """
+    if name in sys.modules:
+        return
+    spec = importlib.util.find_spec(name)
+    if spec is None or spec.loader is None or spec.submodule_search_locations is None:
+        return
+    module = importlib.util.module_from_spec(spec)
+
+    def run_body(attribute: str) -> Any:
+        del module.__getattr__  # type: ignore[attr-defined]
+        assert spec.loader is not None
+        spec.loader.exec_module(module)
+        return getattr(module, attribute)
+
+    module.__getattr__ = run_body  # type: ignore[attr-defined]
+    sys.modules[name] = module
+    parent, _, child = name.rpartition(".")
+    if parent:  # as the import system binds a loaded submodule to its package
+        setattr(importlib.import_module(parent), child, module)
+
+
 def install() -> None:
     """Patch moto's interpreter (once per process); without listeners nothing changes."""
     global _installed
     with _lock:
         if _installed:
             return
+        defer_package_body("moto.batch")
         from moto.stepfunctions.parser.asl.component.eval_component import EvalComponent
         from moto.stepfunctions.parser.asl.component.state.state import CommonStateField
         from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import (
