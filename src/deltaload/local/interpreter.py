@@ -7,8 +7,11 @@ it needs are not in the Step Functions API, or cost too much through it:
   execution history (GetExecutionHistory) again and again;
 * when an execution ends, so a command waiting for it wakes then instead of polling
   DescribeExecution;
-* a definition parsed once, not at every execution: moto parses the definition with its
-  ANTLR grammar when an execution starts (0.2-0.5 s, before the first state);
+* a definition parsed once, not at every execution nor at every command: moto parses the
+  definition with its ANTLR grammar when the state machine is created and again when
+  each execution starts (about 1 s each). The parsed program is kept pickled, in memory
+  and in the state folder's ``cache/``, and each execution gets its own copy (3 ms), so no
+  per-run value is shared between executions;
 * a Wait state that ends early when what it waits for is done. A Wait state lasts its
   ``SecondsPath`` seconds (Wait state, https://docs.aws.amazon.com/step-functions/latest/dg/amazon-states-language-wait-state.html);
   offline, every wait in the definition waits on the local DMS engine, whose emulated
@@ -27,18 +30,22 @@ moto's do.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
-import json
+import logging
+import pickle
 import sys
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Protocol
 
-# Parsed definitions, by their text. Only definitions without Map or Parallel states are
-# kept: the parsed components of those hold per-run state, the others keep theirs in the
-# execution's environment, so one parse serves every execution.
-_parsed: dict[str, Any] = {}
-_PER_RUN_STATE_TYPES = frozenset({"Map", "Parallel"})
+LOG = logging.getLogger(__name__)
+
+# Parsed programs, pickled, by definition text; and the folder that keeps them between
+# commands (set by a writing runtime; None: this process only).
+_parsed: dict[str, bytes] = {}
+_cache_dir: Path | None = None
 
 
 class Listener(Protocol):
@@ -94,48 +101,53 @@ def _execution_arn(env: Any) -> str | None:
         return None
 
 
-def _reusable(definition: str) -> bool:
-    """True if the definition has no state whose parsed component holds per-run state."""
-    try:
-        document = json.loads(definition)
-    except (TypeError, ValueError):
-        return False
-
-    def types(node: Any) -> set[str]:
-        if isinstance(node, dict):
-            found = {node["Type"]} if isinstance(node.get("Type"), str) else set()
-            for value in node.values():
-                found |= types(value)
-            return found
-        if isinstance(node, list):
-            return set().union(*(types(v) for v in node)) if node else set()
-        return set()
-
-    return not types(document) & _PER_RUN_STATE_TYPES
+def use_cache(folder: Path | None) -> None:
+    """Keep parsed definitions in ``folder`` between commands (None: in memory only)."""
+    global _cache_dir
+    _cache_dir = folder
 
 
-def _settle(node: Any, component: type, visited: set[int]) -> None:
-    """Give every parsed component its heap key now, before executions share it.
+def _cache_file(definition: str) -> Path | None:
+    if _cache_dir is None:
+        return None
+    # A pickle is only good for the moto and Python that made it.
+    import moto
 
-    A component draws its key (where it keeps per-run values, such as a Retry's attempt
-    count, in the execution's environment) on first use; drawn by two executions at once,
-    one would lose its values.
+    key = hashlib.sha256(f"{moto.__version__}\n{sys.version}\n{definition}".encode()).hexdigest()
+    return _cache_dir / f"asl-{key[:32]}.pickle"
+
+
+def parsed_program(parse: Callable[[str], tuple[Any, Any]], definition: str) -> tuple[Any, Any]:
+    """``parse(definition)``, from the pickled program when this definition was parsed before.
+
+    Returns a program of its own for each call. A program from the pickle comes without
+    its ANTLR parse tree (None): moto's backend reads only the program, the tree feeds
+    static analysers it does not run.
     """
-    if id(node) in visited:
-        return
-    visited.add(id(node))
-    if isinstance(node, component):
-        _ = node.heap_key  # type: ignore[attr-defined]
-    if type(node).__module__.startswith("moto.stepfunctions.") and hasattr(node, "__dict__"):
-        children: Any = vars(node).values()
-    elif isinstance(node, list | tuple | set | frozenset):
-        children = node
-    elif isinstance(node, dict):
-        children = node.values()
-    else:
-        return
-    for child in children:
-        _settle(child, component, visited)
+    blob = _parsed.get(definition)
+    cache = _cache_file(definition)
+    if blob is None and cache is not None and cache.is_file():
+        blob = cache.read_bytes()
+    if blob is not None:
+        try:
+            program = pickle.loads(blob)
+        except Exception:  # a cache from another build: parse again
+            LOG.debug("offline Step Functions: ignoring unreadable parse cache %s", cache)
+        else:
+            _parsed[definition] = blob
+            return program, None
+    program, tree = parse(definition)
+    try:
+        blob = pickle.dumps(program, protocol=pickle.HIGHEST_PROTOCOL)
+    except (pickle.PicklingError, TypeError, AttributeError, RecursionError):
+        return program, tree
+    _parsed[definition] = blob
+    if cache is not None:
+        from deltaload.local.persistence import write_atomically
+
+        cache.parent.mkdir(exist_ok=True)
+        write_atomically(cache, blob)
+    return program, tree
 
 
 def defer_package_body(name: str) -> None:
@@ -171,7 +183,6 @@ def install() -> None:
         if _installed:
             return
         defer_package_body("moto.batch")
-        from moto.stepfunctions.parser.asl.component.eval_component import EvalComponent
         from moto.stepfunctions.parser.asl.component.state.state import CommonStateField
         from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import (
             WaitFunction,
@@ -210,13 +221,7 @@ def install() -> None:
                 listener.execution_ended(arn)
 
         def parse_once(definition: str) -> Any:
-            if definition in _parsed:
-                return _parsed[definition]
-            parsed = parse(definition)
-            if _reusable(definition):
-                _settle(parsed[0], EvalComponent, set())
-                _parsed[definition] = parsed
-            return parsed
+            return parsed_program(parse, definition)
 
         AmazonStateLanguageParser.parse = staticmethod(parse_once)  # type: ignore[method-assign]
         CommonStateField._eval_body = eval_body  # type: ignore[method-assign]
