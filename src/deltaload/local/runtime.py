@@ -48,6 +48,7 @@ from deltaload.local.dms import LocalDms, Timing
 from deltaload.local.faults import AwsFaults
 from deltaload.local.persistence import PERSISTED_TABLES, LockHolder, StateFolder, command_line
 from deltaload.local.s3 import DiskS3
+from deltaload.local.sessions import share_botocore_data
 from deltaload.local.source import LocalRuntimeError, Source
 from deltaload.local.template import ACCOUNT, REGION, LocalFunction, Template
 
@@ -213,6 +214,7 @@ class LocalRuntime:
                 "MOTO_ACCOUNT_ID": ACCOUNT,
             }
         )
+        share_botocore_data()
         self._mock = mock_aws(config={"stepfunctions": {"execute_state_machine": True}})
         self._mock.start()
         try:
