@@ -9,19 +9,41 @@ from __future__ import annotations
 
 import importlib.util
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
+from aws_lambda_powertools.shared import constants
+from aws_lambda_powertools.shared.functions import resolve_truthy_env_var_choice
 
 SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME") or "deltaload"
 NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or "deltaload"
 
 logger = Logger(service=SERVICE)
 metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
-# X-Ray needs aws-xray-sdk (aws-lambda-powertools[tracer]); without it tracing is off.
-TRACING = importlib.util.find_spec("aws_xray_sdk") is not None
+
+
+def tracing_enabled(environ: Mapping[str, str]) -> bool:
+    """Whether handlers trace to X-Ray: Powertools' own rule, and aws-xray-sdk installed.
+
+    Powertools' Tracer does nothing when POWERTOOLS_TRACE_DISABLED is true or outside the
+    Lambda runtime (no LAMBDA_TASK_ROOT, or under ``sam local``), yet building one imports
+    the X-Ray SDK, whose recorder creates a botocore session and an X-Ray client (about
+    0.5 s). So where it would do nothing, no Tracer is built.
+    """
+    if importlib.util.find_spec("aws_xray_sdk") is None:  # aws-lambda-powertools[tracer]
+        return False
+    if resolve_truthy_env_var_choice(env=environ.get(constants.TRACER_DISABLED_ENV, "false")):
+        return False
+    in_lambda = bool(environ.get(constants.LAMBDA_TASK_ROOT_ENV))
+    emulated = bool(
+        environ.get(constants.SAM_LOCAL_ENV) or environ.get(constants.CHALICE_LOCAL_ENV)
+    )
+    return in_lambda and not emulated
+
+
+TRACING = tracing_enabled(os.environ)
 tracer = Tracer(service=SERVICE) if TRACING else None
 
 

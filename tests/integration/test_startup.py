@@ -80,3 +80,44 @@ def test_a_command_that_only_reads_imports_no_emulator_and_no_engine(
     assert sorted(p.relative_to(state) for p in state.rglob("*")) == before
     shows = {"status": "orders_s3", "runs": "run-1", "plan": "table mapping"}
     assert shows.get(args[0], "") in result.stdout
+
+
+def test_a_run_does_not_import_the_emulations_its_state_machine_never_calls(tmp_path: Path) -> None:
+    # moto's Step Functions interpreter imports moto.batch for Batch tasks, and that
+    # package imports the whole EC2 emulation; the definition calls neither.
+    probe = PROBE.format(heavy=("moto.stepfunctions.parser.asl.parse.asl_parser", "moto.ec2"))
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "DELTALOAD_STATE_DIR": "state"}
+    result = subprocess.run(
+        [sys.executable, "-c", probe, "run"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "IMPORTED ['moto.stepfunctions.parser.asl.parse.asl_parser']" in result.stderr
+
+
+def test_a_deferred_package_is_whole_for_whoever_uses_it() -> None:
+    code = """
+from deltaload.local import interpreter
+interpreter.install()
+import sys
+assert "moto.ec2" not in sys.modules
+from moto.batch import batch_backends
+import moto.batch, moto.batch.models
+assert moto.batch.batch_backends is moto.batch.models.batch_backends
+from moto import mock_aws
+import boto3
+with mock_aws():
+    batch = boto3.client("batch", region_name="eu-west-1")
+    assert batch.describe_compute_environments()["computeEnvironments"] == []
+print("WHOLE")
+"""
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "WHOLE" in result.stdout

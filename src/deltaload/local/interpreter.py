@@ -7,13 +7,21 @@ it needs are not in the Step Functions API, or cost too much through it:
   execution history (GetExecutionHistory) again and again;
 * when an execution ends, so a command waiting for it wakes then instead of polling
   DescribeExecution;
-* a definition parsed once, not at every execution: moto parses the definition with its
-  ANTLR grammar when an execution starts (0.2-0.5 s, before the first state);
+* a definition parsed once, not at every execution nor at every command: moto parses the
+  definition with its ANTLR grammar when the state machine is created and again when
+  each execution starts (about 1 s each). The parsed program is kept pickled, in memory
+  and in the state folder's ``cache/``, and each execution gets its own copy (3 ms), so no
+  per-run value is shared between executions;
 * a Wait state that ends early when what it waits for is done. A Wait state lasts its
   ``SecondsPath`` seconds (Wait state, https://docs.aws.amazon.com/step-functions/latest/dg/amazon-states-language-wait-state.html);
   offline, every wait in the definition waits on the local DMS engine, whose emulated
   transitions take fractions of a second, so a listener may end it at the engine's next
   status change. The definition, its waits and the handlers stay as they are in AWS.
+
+It also keeps the interpreter's import small: its AWS Batch task support imports
+``moto.batch``, whose package imports moto's whole EC2 emulation (AMI and instance-type
+catalogues, 1.5-4 s of JSON); the definition runs no Batch task, so that package's body
+runs only if something uses it.
 
 ``install`` patches the interpreter once per process; each runtime registers a
 ``Listener`` while it is open. Executions of no registered listener behave exactly as
@@ -22,16 +30,22 @@ moto's do.
 
 from __future__ import annotations
 
-import json
+import hashlib
+import importlib.util
+import logging
+import pickle
+import sys
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Protocol
 
-# Parsed definitions, by their text. Only definitions without Map or Parallel states are
-# kept: the parsed components of those hold per-run state, the others keep theirs in the
-# execution's environment, so one parse serves every execution.
-_parsed: dict[str, Any] = {}
-_PER_RUN_STATE_TYPES = frozenset({"Map", "Parallel"})
+LOG = logging.getLogger(__name__)
+
+# Parsed programs, pickled, by definition text; and the folder that keeps them between
+# commands (set by a writing runtime; None: this process only).
+_parsed: dict[str, bytes] = {}
+_cache_dir: Path | None = None
 
 
 class Listener(Protocol):
@@ -87,48 +101,79 @@ def _execution_arn(env: Any) -> str | None:
         return None
 
 
-def _reusable(definition: str) -> bool:
-    """True if the definition has no state whose parsed component holds per-run state."""
-    try:
-        document = json.loads(definition)
-    except (TypeError, ValueError):
-        return False
-
-    def types(node: Any) -> set[str]:
-        if isinstance(node, dict):
-            found = {node["Type"]} if isinstance(node.get("Type"), str) else set()
-            for value in node.values():
-                found |= types(value)
-            return found
-        if isinstance(node, list):
-            return set().union(*(types(v) for v in node)) if node else set()
-        return set()
-
-    return not types(document) & _PER_RUN_STATE_TYPES
+def use_cache(folder: Path | None) -> None:
+    """Keep parsed definitions in ``folder`` between commands (None: in memory only)."""
+    global _cache_dir
+    _cache_dir = folder
 
 
-def _settle(node: Any, component: type, visited: set[int]) -> None:
-    """Give every parsed component its heap key now, before executions share it.
+def _cache_file(definition: str) -> Path | None:
+    if _cache_dir is None:
+        return None
+    # A pickle is only good for the moto and Python that made it.
+    import moto
 
-    A component draws its key (where it keeps per-run values, such as a Retry's attempt
-    count, in the execution's environment) on first use; drawn by two executions at once,
-    one would lose its values.
+    key = hashlib.sha256(f"{moto.__version__}\n{sys.version}\n{definition}".encode()).hexdigest()
+    return _cache_dir / f"asl-{key[:32]}.pickle"
+
+
+def parsed_program(parse: Callable[[str], tuple[Any, Any]], definition: str) -> tuple[Any, Any]:
+    """``parse(definition)``, from the pickled program when this definition was parsed before.
+
+    Returns a program of its own for each call. A program from the pickle comes without
+    its ANTLR parse tree (None): moto's backend reads only the program, the tree feeds
+    static analysers it does not run.
     """
-    if id(node) in visited:
+    blob = _parsed.get(definition)
+    cache = _cache_file(definition)
+    if blob is None and cache is not None and cache.is_file():
+        blob = cache.read_bytes()
+    if blob is not None:
+        try:
+            program = pickle.loads(blob)
+        except Exception:  # a cache from another build: parse again
+            LOG.debug("offline Step Functions: ignoring unreadable parse cache %s", cache)
+        else:
+            _parsed[definition] = blob
+            return program, None
+    program, tree = parse(definition)
+    try:
+        blob = pickle.dumps(program, protocol=pickle.HIGHEST_PROTOCOL)
+    except (pickle.PicklingError, TypeError, AttributeError, RecursionError):
+        return program, tree
+    _parsed[definition] = blob
+    if cache is not None:
+        from deltaload.local.persistence import write_atomically
+
+        cache.parent.mkdir(exist_ok=True)
+        write_atomically(cache, blob)
+    return program, tree
+
+
+def defer_package_body(name: str) -> None:
+    """Import package ``name``'s submodules without running its ``__init__`` until needed.
+
+    The package is registered unexecuted; the first attribute read that its submodules did
+    not set runs the real ``__init__`` in place, so every user of the package sees it whole.
+    """
+    if name in sys.modules:
         return
-    visited.add(id(node))
-    if isinstance(node, component):
-        _ = node.heap_key  # type: ignore[attr-defined]
-    if type(node).__module__.startswith("moto.stepfunctions.") and hasattr(node, "__dict__"):
-        children: Any = vars(node).values()
-    elif isinstance(node, list | tuple | set | frozenset):
-        children = node
-    elif isinstance(node, dict):
-        children = node.values()
-    else:
+    spec = importlib.util.find_spec(name)
+    if spec is None or spec.loader is None or spec.submodule_search_locations is None:
         return
-    for child in children:
-        _settle(child, component, visited)
+    module = importlib.util.module_from_spec(spec)
+
+    def run_body(attribute: str) -> Any:
+        del module.__getattr__  # type: ignore[attr-defined]
+        assert spec.loader is not None
+        spec.loader.exec_module(module)
+        return getattr(module, attribute)
+
+    module.__getattr__ = run_body  # type: ignore[attr-defined]
+    sys.modules[name] = module
+    parent, _, child = name.rpartition(".")
+    if parent:  # as the import system binds a loaded submodule to its package
+        setattr(importlib.import_module(parent), child, module)
 
 
 def install() -> None:
@@ -137,7 +182,7 @@ def install() -> None:
     with _lock:
         if _installed:
             return
-        from moto.stepfunctions.parser.asl.component.eval_component import EvalComponent
+        defer_package_body("moto.batch")
         from moto.stepfunctions.parser.asl.component.state.state import CommonStateField
         from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import (
             WaitFunction,
@@ -176,13 +221,7 @@ def install() -> None:
                 listener.execution_ended(arn)
 
         def parse_once(definition: str) -> Any:
-            if definition in _parsed:
-                return _parsed[definition]
-            parsed = parse(definition)
-            if _reusable(definition):
-                _settle(parsed[0], EvalComponent, set())
-                _parsed[definition] = parsed
-            return parsed
+            return parsed_program(parse, definition)
 
         AmazonStateLanguageParser.parse = staticmethod(parse_once)  # type: ignore[method-assign]
         CommonStateField._eval_body = eval_body  # type: ignore[method-assign]

@@ -5,6 +5,8 @@ Layout (default ``.deltaload/``)::
     tables/<LogicalId>.json      every item of a DynamoDB table, DynamoDB JSON
     s3/<bucket>/<key>            every object of the data-lake bucket, as a plain file
     writer.lock                  held (flock) by the one command that may write; names it
+    cache/asl-<hash>.pickle      the state machine definition as parsed by moto's
+                                 interpreter (``deltaload.local.interpreter``); safe to delete
 
 Tables are written through: after every successful write to a persisted table the
 runtime replaces that table's file (temporary file, fsync, rename, fsync of the folder),

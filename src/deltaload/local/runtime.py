@@ -43,10 +43,12 @@ from botocore.exceptions import ClientError
 
 from deltaload import store
 from deltaload.local import faults as fault_points
+from deltaload.local.answered import claim
 from deltaload.local.dms import LocalDms, Timing
 from deltaload.local.faults import AwsFaults
 from deltaload.local.persistence import PERSISTED_TABLES, LockHolder, StateFolder, command_line
 from deltaload.local.s3 import DiskS3
+from deltaload.local.sessions import share_botocore_data
 from deltaload.local.source import LocalRuntimeError, Source
 from deltaload.local.template import ACCOUNT, REGION, LocalFunction, Template
 
@@ -212,6 +214,7 @@ class LocalRuntime:
                 "MOTO_ACCOUNT_ID": ACCOUNT,
             }
         )
+        share_botocore_data()
         self._mock = mock_aws(config={"stepfunctions": {"execute_state_machine": True}})
         self._mock.start()
         try:
@@ -266,6 +269,8 @@ class LocalRuntime:
         from deltaload.local import interpreter
 
         interpreter.register(self)
+        if self.writer:  # a reader writes nothing, not even the parse cache
+            interpreter.use_cache(self.state.path / "cache")
         self._previous_sleep = backoff.sleep
         backoff.sleep = self._sleep_until_change
 
@@ -274,6 +279,7 @@ class LocalRuntime:
         from deltaload.local import interpreter
 
         interpreter.unregister(self)
+        interpreter.use_cache(None)
         if self._previous_sleep is not None:
             backoff.sleep = self._previous_sleep
             self._previous_sleep = None
@@ -585,13 +591,14 @@ class LocalRuntime:
     # -- Lambda, in-process ------------------------------------------------------------------------
 
     def _on_invoke(self, request: Any, **_: Any) -> AWSResponse:
-        name = unquote(request.url.split("/functions/", 1)[1].split("/", 1)[0])
+        url = claim(request)
+        name = unquote(url.split("/functions/", 1)[1].split("/", 1)[0])
         payload = json.loads(request.body or b"{}") if request.body else {}
         status, body, error = self._run_handler(name, payload)
         headers = {"Content-Type": "application/json", "X-Amz-Executed-Version": "$LATEST"}
         if error:
             headers["X-Amz-Function-Error"] = "Unhandled"
-        return AWSResponse(request.url, status, headers, _Raw(json.dumps(body).encode()))
+        return AWSResponse(url, status, headers, _Raw(json.dumps(body).encode()))
 
     def _run_handler(self, name: str, event: Any) -> tuple[int, Any, bool]:
         function = self._functions.get(name)

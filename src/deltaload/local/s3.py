@@ -69,13 +69,11 @@ from xml.sax.saxutils import escape
 
 from botocore.awsrequest import AWSResponse
 
+from deltaload.local.answered import claim
+
 __all__ = ["DiskS3", "S3Error"]
 
 EVENT = "before-send.s3"
-_ORIGINAL_URL = "_deltaload_disk_s3_url"
-# botocore offers the request to every before-send handler; pointing an answered request
-# at a non-AWS host makes moto's handler (registered after ours) leave it alone.
-_ANSWERED_URL = "https://local-s3.invalid/"
 _NS = "http://s3.amazonaws.com/doc/2006-03-01/"
 _BLOCK = 1024 * 1024
 # Temporary files live next to their target (same file system, so the rename is atomic)
@@ -472,9 +470,7 @@ class DiskS3:
         events.unregister(EVENT, self._on_before_send, unique_id=self._handler_id)
 
     def _on_before_send(self, request: Any, event_name: str = "", **_: Any) -> AWSResponse:
-        url = getattr(request, _ORIGINAL_URL, None) or request.url
-        setattr(request, _ORIGINAL_URL, url)  # a retry re-sends the same request object
-        request.url = _ANSWERED_URL
+        url = claim(request)
         operation = event_name.rsplit(".", 1)[-1]
         parsed = _parse(request, url)
         handler = self._operations.get(operation)

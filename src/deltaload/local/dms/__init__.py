@@ -13,6 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from deltaload.local.answered import claim
+
 from .backend import DmsBackend
 from .errors import DmsFault
 from .faults import FaultRegistry
@@ -24,8 +26,6 @@ __all__ = ["Changes", "FaultRegistry", "LocalDms", "Quotas", "Timing"]
 
 LOG = logging.getLogger(__name__)
 EVENT = "before-send.database-migration-service"
-_ORIGINAL_URL = "_deltaload_local_dms_url"
-_ANSWERED_URL = "https://local-dms.invalid/"
 
 
 class LocalDms:
@@ -97,13 +97,8 @@ class LocalDms:
         self.shutdown()
 
     def _on_before_send(self, request: Any, **_: Any) -> Any:
-        url = getattr(request, _ORIGINAL_URL, None) or request.url
+        url = claim(request)
         operation, params, region = parse_request(request, url)
-        # botocore calls every before-send handler and takes the first response, so moto's
-        # stubber (registered on 'before-send') would still see the request and answer or
-        # fail on it. Pointing the answered request at a non-AWS host makes moto skip it.
-        setattr(request, _ORIGINAL_URL, url)
-        request.url = _ANSWERED_URL
         try:
             payload = self._backend.handle(operation, params, region)
         except DmsFault as fault:
