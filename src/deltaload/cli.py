@@ -489,9 +489,13 @@ def plan(table: Annotated[str, typer.Argument(help="targetTableName of the item.
 AS_JSON = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 
+def _short(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 @app.command()
 def status(as_json: AS_JSON = False):
-    """Every table: active, watermark, last run, rows, state, lock."""
+    """Every table: active, watermark, last run, rows, state, lock, last schema change."""
     items = reader().items()
     if as_json:
         console.print_json(json.dumps(items, default=str))
@@ -506,10 +510,12 @@ def status(as_json: AS_JSON = False):
             str(item.get("lastRunStatus", "-")),
             str(item.get("lastRunRows", "-")),
             str(item.get("lockOwner", "")),
+            _short(str(item.get("lastSchemaChange", ""))),
         ]
         for item in items
     ]
     headers = ["table", "active", "filter", "watermark", "last run", "status", "rows", "lock"]
+    headers.append("schema change")
     view = table_view(headers, rows)
     console.print(view if items else "no controller items yet: `deltaload onboard FILE`")
 

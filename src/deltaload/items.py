@@ -47,6 +47,14 @@ class ReplicationMode(StrEnum):
     SERVERLESS = "serverless"
 
 
+class SchemaPolicy(StrEnum):
+    """Which schema changes a run may publish (attribute ``schemachanges``; see schema.py)."""
+
+    COMPATIBLE = "compatible"  # added, dropped and widened columns publish
+    ANY = "any"  # every change publishes, incompatible type changes too
+    NONE = "none"  # any change fails the run
+
+
 NEEDS_START = {
     FilterOperator.LTE,
     FilterOperator.STE,
@@ -95,7 +103,12 @@ PUBLISHED_ATTRIBUTES = (
     "ouputs3Prefix",
     "replication_task_settings",
 )
-EXTENSION_ATTRIBUTES = ("filtercolumntype", "safetylagseconds", "replicationmode")
+EXTENSION_ATTRIBUTES = (
+    "filtercolumntype",
+    "safetylagseconds",
+    "replicationmode",
+    "schemachanges",
+)
 RUN_STATE_ATTRIBUTES = (
     "watermark",
     "lockOwner",
@@ -108,6 +121,8 @@ RUN_STATE_ATTRIBUTES = (
     "lastRunError",
     "lastRunStartedAt",
     "lastRunEndedAt",
+    "schemaManifestKey",
+    "lastSchemaChange",
 )
 PREFIX_ALIAS = "outputS3Prefix"
 KNOWN_ATTRIBUTES = (
@@ -141,6 +156,7 @@ class ControllerItem(BaseModel):
     replication_task_settings: dict[str, Any] = Field(default_factory=dict)
     safety_lag_seconds: int | None = None
     replication_mode: ReplicationMode | None = None
+    schema_changes: SchemaPolicy = SchemaPolicy.COMPATIBLE
     description: str | None = None
     watermark: str | None = None
     run_state: dict[str, Any] = Field(default_factory=dict)
@@ -167,6 +183,11 @@ class ControllerItem(BaseModel):
             "endvalue": self.end_value,
             "safetylagseconds": self.safety_lag_seconds,
             "replicationmode": self.replication_mode.value if self.replication_mode else None,
+            "schemachanges": (
+                self.schema_changes.value
+                if self.schema_changes is not SchemaPolicy.COMPATIBLE
+                else None
+            ),
             "description": self.description,
             "watermark": self.watermark,
         }
@@ -229,6 +250,10 @@ def _parse_item(raw: Mapping[str, Any]) -> ControllerItem:
     values["safety_lag_seconds"] = _safety_lag(raw.get("safetylagseconds"), problems)
     values["replication_mode"] = _enum(
         raw.get("replicationmode"), "replicationmode", ReplicationMode, problems
+    )
+    values["schema_changes"] = (
+        _enum(raw.get("schemachanges"), "schemachanges", SchemaPolicy, problems)
+        or SchemaPolicy.COMPATIBLE
     )
     values["description"] = _description(raw.get("description"), problems)
 
