@@ -174,6 +174,8 @@ def record_success(
     if watermark is not None:
         sets.append("watermark = :watermark")
         values[":watermark"] = watermark
+    if status == SUCCEEDED:  # what freshness counts from (a SKIPPED run loaded nothing)
+        sets.append("lastSucceededAt = :ended")
     if schema_manifest_key is not None:
         sets.append("schemaManifestKey = :schemaKey")
         values[":schemaKey"] = schema_manifest_key

@@ -258,6 +258,9 @@ def test_columns_added_widened_dropped_and_changed_between_runs(
     assert out.exit_code == 0, out.output
     assert "schema change" in out.output
     assert f"run {allowed}: incompatible amount (decimal128(14, 2) -> string)" in out.output
+    # ... and how long ago the table last succeeded
+    assert rt.item(TARGET)["lastSucceededAt"] == rt.item(TARGET)["lastRunEndedAt"]
+    assert "last success" in out.output and " ago" in out.output
 
 
 def test_first_run_without_rows_records_no_table_schema(

@@ -304,6 +304,16 @@ def test_schema_changes_policy(published_item):
     assert "compatible, any, none" in problem
 
 
+def test_freshness_limit(published_item):
+    assert parse_item(published_item).freshness_limit_seconds is None
+    item = parse_item({**published_item, "freshnesslimitseconds": "3600"})
+    assert item.freshness_limit_seconds == 3600
+    assert item.to_plain()["freshnesslimitseconds"] == 3600
+    for bad in ("0", "-5", "1.5", "an hour", 31622401, True):
+        problems = problems_of({**published_item, "freshnesslimitseconds": bad})
+        assert "from 1 to 31622400" in problems["freshnesslimitseconds"], bad
+
+
 def test_watermark_must_have_the_column_type(published_item):
     assert parse_item({**published_item, "watermark": "10"}).watermark == "10"
     assert "watermark" in problems_of({**published_item, "watermark": "2024-01-01"})
