@@ -489,10 +489,26 @@ def plan(table: Annotated[str, typer.Argument(help="targetTableName of the item.
 AS_JSON = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 
+def _freshness_text(raw: dict[str, Any], now: datetime) -> str:
+    """How long ago the table last succeeded (and its limit, its data's lag), or "-"."""
+    from deltaload.freshness import describe, table_freshness
+    from deltaload.items import parse_item
+
+    try:
+        return describe(table_freshness(parse_item(raw), now))
+    except InvalidItemError:
+        return "- (invalid item)"
+
+
+def _short(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 @app.command()
 def status(as_json: AS_JSON = False):
-    """Every table: active, watermark, last run, rows, state, lock."""
+    """Every table: active, watermark, last run, rows, state, lock, freshness, schema change."""
     items = reader().items()
+    now = datetime.now(UTC)
     if as_json:
         console.print_json(json.dumps(items, default=str))
         return
@@ -506,10 +522,13 @@ def status(as_json: AS_JSON = False):
             str(item.get("lastRunStatus", "-")),
             str(item.get("lastRunRows", "-")),
             str(item.get("lockOwner", "")),
+            _freshness_text(item, now),
+            _short(str(item.get("lastSchemaChange", ""))),
         ]
         for item in items
     ]
     headers = ["table", "active", "filter", "watermark", "last run", "status", "rows", "lock"]
+    headers += ["last success", "schema change"]
     view = table_view(headers, rows)
     console.print(view if items else "no controller items yet: `deltaload onboard FILE`")
 

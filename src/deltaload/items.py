@@ -47,6 +47,14 @@ class ReplicationMode(StrEnum):
     SERVERLESS = "serverless"
 
 
+class SchemaPolicy(StrEnum):
+    """Which schema changes a run may publish (attribute ``schemachanges``; see schema.py)."""
+
+    COMPATIBLE = "compatible"  # added, dropped and widened columns publish
+    ANY = "any"  # every change publishes, incompatible type changes too
+    NONE = "none"  # any change fails the run
+
+
 NEEDS_START = {
     FilterOperator.LTE,
     FilterOperator.STE,
@@ -72,6 +80,8 @@ SAFETY_LAG = re.compile(r"[0-9]+", re.ASCII)
 # The longest safety lag an item may ask for: 30 days. Longer lags are almost certainly a
 # unit mistake (milliseconds), and far longer ones overflow the clock arithmetic.
 SAFETY_LAG_MAX = 30 * 24 * 3600
+# A table may go stale for at most a year before its freshness alarm means anything.
+FRESHNESS_LIMIT_MAX = 366 * 24 * 3600
 # A filter value is one key of the filter column; longer ones are a mistake, and the run
 # state repeats these values several times on the item (lastWindow).
 FILTER_VALUE_MAX_BYTES = 1024
@@ -95,7 +105,13 @@ PUBLISHED_ATTRIBUTES = (
     "ouputs3Prefix",
     "replication_task_settings",
 )
-EXTENSION_ATTRIBUTES = ("filtercolumntype", "safetylagseconds", "replicationmode")
+EXTENSION_ATTRIBUTES = (
+    "filtercolumntype",
+    "safetylagseconds",
+    "replicationmode",
+    "schemachanges",
+    "freshnesslimitseconds",
+)
 RUN_STATE_ATTRIBUTES = (
     "watermark",
     "lockOwner",
@@ -108,6 +124,9 @@ RUN_STATE_ATTRIBUTES = (
     "lastRunError",
     "lastRunStartedAt",
     "lastRunEndedAt",
+    "schemaManifestKey",
+    "lastSchemaChange",
+    "lastSucceededAt",
 )
 PREFIX_ALIAS = "outputS3Prefix"
 KNOWN_ATTRIBUTES = (
@@ -141,6 +160,8 @@ class ControllerItem(BaseModel):
     replication_task_settings: dict[str, Any] = Field(default_factory=dict)
     safety_lag_seconds: int | None = None
     replication_mode: ReplicationMode | None = None
+    schema_changes: SchemaPolicy = SchemaPolicy.COMPATIBLE
+    freshness_limit_seconds: int | None = None
     description: str | None = None
     watermark: str | None = None
     run_state: dict[str, Any] = Field(default_factory=dict)
@@ -166,7 +187,13 @@ class ControllerItem(BaseModel):
             "startvalue": self.start_value,
             "endvalue": self.end_value,
             "safetylagseconds": self.safety_lag_seconds,
+            "freshnesslimitseconds": self.freshness_limit_seconds,
             "replicationmode": self.replication_mode.value if self.replication_mode else None,
+            "schemachanges": (
+                self.schema_changes.value
+                if self.schema_changes is not SchemaPolicy.COMPATIBLE
+                else None
+            ),
             "description": self.description,
             "watermark": self.watermark,
         }
@@ -227,8 +254,13 @@ def _parse_item(raw: Mapping[str, Any]) -> ControllerItem:
     if isinstance(values["replication_task_settings"], list):
         problems += values.pop("replication_task_settings")
     values["safety_lag_seconds"] = _safety_lag(raw.get("safetylagseconds"), problems)
+    values["freshness_limit_seconds"] = _freshness_limit(raw.get("freshnesslimitseconds"), problems)
     values["replication_mode"] = _enum(
         raw.get("replicationmode"), "replicationmode", ReplicationMode, problems
+    )
+    values["schema_changes"] = (
+        _enum(raw.get("schemachanges"), "schemachanges", SchemaPolicy, problems)
+        or SchemaPolicy.COMPATIBLE
     )
     values["description"] = _description(raw.get("description"), problems)
 
@@ -621,6 +653,21 @@ def _safety_lag(value: Any, problems: list[Problem]) -> int | None:
     seconds = int(text)
     if seconds > SAFETY_LAG_MAX:
         problems.append(Problem("safetylagseconds", _describe(value), rule))
+        return None
+    return seconds
+
+
+def _freshness_limit(value: Any, problems: list[Problem]) -> int | None:
+    if _is_blank(value):
+        return None
+    text = _text(value) if isinstance(value, str | int | Decimal) else None
+    rule = f"expected a whole number of seconds from 1 to {FRESHNESS_LIMIT_MAX} (366 days)"
+    if isinstance(value, bool) or text is None or not SAFETY_LAG.fullmatch(text):
+        problems.append(Problem("freshnesslimitseconds", _describe(value), rule))
+        return None
+    seconds = int(text)
+    if not 1 <= seconds <= FRESHNESS_LIMIT_MAX:
+        problems.append(Problem("freshnesslimitseconds", _describe(value), rule))
         return None
     return seconds
 

@@ -91,3 +91,30 @@ def starter_metrics(started: int, skipped: int, invalid: int, deferred: int) -> 
     metrics.add_metric(name="RunsSkipped", unit=MetricUnit.Count, value=skipped)
     metrics.add_metric(name="InvalidItems", unit=MetricUnit.Count, value=invalid)
     metrics.add_metric(name="RunsDeferred", unit=MetricUnit.Count, value=deferred)
+
+
+def freshness_metrics(tables: list[Any]) -> None:
+    """Per table: seconds since its last successful run and its watermark's lag behind the
+    clock (when known); and how many tables are past their freshness limit (StaleTables,
+    what the stack's freshness alarm watches). ``tables``: freshness.Freshness values."""
+    for fresh in tables:
+        if fresh.seconds_since_success is None and fresh.watermark_lag_seconds is None:
+            continue
+        table_metrics = _table_metrics(fresh.table)
+        if fresh.seconds_since_success is not None:
+            table_metrics.add_metric(
+                name="SecondsSinceLastSuccess",
+                unit=MetricUnit.Seconds,
+                value=fresh.seconds_since_success,
+            )
+        if fresh.watermark_lag_seconds is not None:
+            table_metrics.add_metric(
+                name="WatermarkLagSeconds",
+                unit=MetricUnit.Seconds,
+                value=fresh.watermark_lag_seconds,
+            )
+        table_metrics.flush_metrics()
+    stale = [f.table for f in tables if f.stale]
+    metrics.add_metric(name="StaleTables", unit=MetricUnit.Count, value=len(stale))
+    if stale:
+        logger.warning("tables past their freshness limit", extra={"tables": stale})

@@ -12,7 +12,7 @@ import io
 import json
 import posixpath
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -25,6 +25,7 @@ from deltaload.aws import Clients, transient_errors
 from deltaload.errors import DeltaloadError
 from deltaload.observability import logger
 from deltaload.parquet_footer import FooterError, max_exact_flags
+from deltaload.schema import run_schema
 
 DELETE_BATCH = 1000
 
@@ -89,6 +90,7 @@ class Verification:
     rows: int
     bytes: int
     loaded_max: str | None
+    schema: list[dict[str, str]] = field(default_factory=list)  # the files' Arrow columns
 
 
 def list_objects(clients: Clients, bucket: str, prefix: str) -> Iterator[dict[str, Any]]:
@@ -228,6 +230,7 @@ def verify(
     footer statistics of every kind; a file without usable ones has that column read.
     """
     files: list[StagedFile] = []
+    schemas: list[tuple[str, pa.Schema]] = []
     maxima: list[Any] = []
     for entry in list_objects(clients, bucket, staging_prefix):
         key, size = entry["Key"], int(entry["Size"])
@@ -237,8 +240,9 @@ def verify(
         metadata = footer.metadata
         staged = StagedFile(key, metadata.num_rows, size)
         files.append(staged)
+        schemas.append((key, metadata.schema.to_arrow_schema()))
         if filter_column and metadata.num_rows:
-            names = metadata.schema.to_arrow_schema().names
+            names = schemas[-1][1].names
             column = _column(names, filter_column)
             if column is None:
                 raise VerificationError(
@@ -256,7 +260,8 @@ def verify(
             f"{rows} rows; nothing was published"
         )
     loaded_max = _as_text(max(maxima)) if maxima else None
-    return Verification(files, rows, sum(f.bytes for f in files), loaded_max)
+    columns = run_schema(table, schemas)
+    return Verification(files, rows, sum(f.bytes for f in files), loaded_max, columns)
 
 
 @dataclass(frozen=True)

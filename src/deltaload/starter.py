@@ -28,8 +28,9 @@ from botocore.exceptions import ClientError
 from deltaload import backoff, names, store
 from deltaload.aws import Clients, error_code, is_throttling
 from deltaload.errors import DeltaloadError, InvalidItemError
+from deltaload.freshness import Freshness, table_freshness
 from deltaload.items import active_flag, parse_item
-from deltaload.observability import logger, starter_metrics
+from deltaload.observability import freshness_metrics, logger, starter_metrics
 from deltaload.settings import REPLICATION_MODES, Settings
 from deltaload.workflow import utcnow
 
@@ -164,6 +165,15 @@ def _caps(settings: Settings) -> dict[str, tuple[str, int]]:
     }
 
 
+def _freshness_of(raw: Mapping[str, Any], moment: datetime) -> list[Freshness]:
+    """The item's freshness, or nothing for an item that does not validate (the tick
+    reports it as invalid); never an error that would stop the tick's loads."""
+    try:
+        return [table_freshness(parse_item(raw), moment)]
+    except Exception:  # InvalidItemError, or a validator bug the tick logs below
+        return []
+
+
 def start_tick(
     event: dict,
     clients: Clients,
@@ -188,8 +198,11 @@ def start_tick(
     invalid: list[dict[str, Any]] = []
     prefixes: dict[str, str] = {}  # execution name prefix -> table, for every item
     modes: dict[str, str] = {}
+    freshness: list[Freshness] = []
     for raw in store.scan(clients, settings.controller_table):
         table = str(raw.get("targetTableName", ""))
+        if wanted is None:  # every item's freshness on a scheduled tick, active or not
+            freshness += _freshness_of(raw, moment)
         if table:
             prefixes[_prefix(table)] = table
             modes[table] = _mode_of(raw, settings.replication_mode)
@@ -308,6 +321,8 @@ def start_tick(
     if deferred:  # one line per tick, however many tables wait
         logger.info("runs deferred", extra={"deferred": deferred})
     starter_metrics(len(started), len(skipped), len(invalid), len(deferred))
+    if wanted is None:
+        freshness_metrics(freshness)
     summary = {
         "tick": tick,
         "started": started,

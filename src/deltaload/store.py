@@ -144,8 +144,13 @@ def record_success(
     rows: int,
     files: int,
     now: datetime,
+    schema_manifest_key: str | None = None,
+    schema_change: str | None = None,
 ) -> bool:
     """Commit a run: new watermark, run state and lock release in ONE conditional write.
+
+    ``schema_manifest_key`` points at the manifest holding the table's schema after the
+    run; ``schema_change`` (text) is set when the run changed it.
 
     Returns False when this run had already committed (a retried call). Raises
     LockLostError when another run holds the lock, WatermarkConflictError when the
@@ -169,6 +174,14 @@ def record_success(
     if watermark is not None:
         sets.append("watermark = :watermark")
         values[":watermark"] = watermark
+    if status == SUCCEEDED:  # what freshness counts from (a SKIPPED run loaded nothing)
+        sets.append("lastSucceededAt = :ended")
+    if schema_manifest_key is not None:
+        sets.append("schemaManifestKey = :schemaKey")
+        values[":schemaKey"] = schema_manifest_key
+    if schema_change is not None:
+        sets.append("lastSchemaChange = :schemaChange")
+        values[":schemaChange"] = schema_change[:ERROR_TEXT_MAX]
     if previous_watermark is None:
         condition = "lockOwner = :run AND attribute_not_exists(watermark)"
     else:

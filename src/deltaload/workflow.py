@@ -16,10 +16,10 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from deltaload import backoff, names, publish, replication, store
+from deltaload import backoff, lake, names, publish, replication, store
 from deltaload.aws import Clients, TransientError
 from deltaload.errors import DeltaloadError
-from deltaload.items import parse_item
+from deltaload.items import SchemaPolicy, parse_item
 from deltaload.mapping import lob_limit_kb, table_mapping, task_settings
 from deltaload.observability import failure_metric, logger, run_metrics
 from deltaload.settings import Settings
@@ -191,6 +191,8 @@ def plan_run(event: dict, clients: Clients, settings: Settings, now: Now = utcno
         "tableMapping": table_mapping(item, plan),
         "taskSettings": task_settings(item),
         "notifyOnSuccess": settings.notify_on_success,
+        "schemaChanges": item.schema_changes.value,
+        "schemaManifestKey": item.run_state.get("schemaManifestKey"),
         "plannedAt": moment.isoformat(),
     }
     logger.info(
@@ -413,6 +415,18 @@ def verify_publish(
         if limit_kb is not None
         else []
     )
+    # Before anything is published: a schema change the item does not allow fails here.
+    schema = lake.check_run_schema(
+        clients,
+        settings.data_bucket,
+        verification.schema,
+        table=table,
+        run_id=run_id,
+        manifest_key=keys["manifestKey"],
+        previous_key=run.get("schemaManifestKey"),
+        final_prefix=keys["finalPrefix"],
+        policy=SchemaPolicy(run.get("schemaChanges") or SchemaPolicy.COMPATIBLE),
+    )
     manifest = {
         "runId": run_id,
         "table": table,
@@ -432,6 +446,7 @@ def verify_publish(
         "previousWatermark": plan.previous_watermark,
         "loadedMax": verification.loaded_max,
         "warnings": warnings,
+        **schema.manifest_fields(verification.schema),
         "createdAt": now().isoformat(),
     }
     publish.publish(
@@ -449,6 +464,8 @@ def verify_publish(
     )
     for warning in warnings:
         logger.warning("LOB values may be truncated", extra={"table": table, "warning": warning})
+    if schema.drift.changes:
+        logger.warning("schema changed", extra={"table": table, "changes": schema.drift.summary()})
     return {
         "warnings": warnings,
         "rows": verification.rows,
@@ -459,6 +476,9 @@ def verify_publish(
         "watermark": watermark,
         "runPrefix": keys["runPrefix"],
         "manifestKey": keys["manifestKey"],
+        "schemaManifestKey": schema.schema_manifest_key,
+        "schemaChanges": [c.to_dict() for c in schema.drift.changes],
+        "schemaChange": schema.drift.summary() or None,
     }
 
 
@@ -480,6 +500,7 @@ def record_success(
         status, watermark = store.SUCCEEDED, outcome.get("watermark")
     rows, files, size = (int(outcome.get(k, 0) or 0) for k in ("rows", "files", "bytes"))
     warnings = [str(w) for w in outcome.get("warnings") or []]
+    schema_change = outcome.get("schemaChange")
     moment = now()
     window = {"lower": plan.lower, "upper": plan.upper if plan.upper else watermark}
     committed = store.record_success(
@@ -494,6 +515,8 @@ def record_success(
         rows=rows,
         files=files,
         now=moment,
+        schema_manifest_key=outcome.get("schemaManifestKey"),
+        schema_change=f"run {run_id}: {schema_change}" if schema_change else None,
     )
     started = datetime.fromisoformat(run["plannedAt"])
     # Written even when this is a retry of an already committed call: the first attempt
@@ -519,6 +542,7 @@ def record_success(
             "startedAt": run["plannedAt"],
             "endedAt": moment.isoformat(),
             **({"warnings": warnings} if warnings else {}),
+            **({"schemaChanges": outcome["schemaChanges"]} if schema_change else {}),
         },
     )
     if committed:
@@ -538,8 +562,9 @@ def record_success(
         "files": files,
         "alreadyRecorded": not committed,
     }
-    if warnings:  # the state machine notifies whenever this is present
-        result["warning"] = " | ".join(warnings)
+    notes = [*warnings, *([f"schema changed: {schema_change}"] if schema_change else [])]
+    if notes:  # the state machine notifies whenever this is present
+        result["warning"] = " | ".join(notes)
     return result
 
 

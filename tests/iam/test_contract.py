@@ -57,6 +57,9 @@ class Scenario:
     must_call: tuple[tuple[str, str], ...] = ()  # (role, operation) the path must exercise
     retried: tuple[str, str] | None = None  # (role, operation) refused once, then made again
     existing_instance: bool = False
+    # A second run of the table (with new rows) reads the first run's manifest for the
+    # table's schema; its calls are checked too.
+    second_run: bool = False
 
 
 SERVERLESS = {"ReplicationMode": "serverless"}
@@ -111,6 +114,7 @@ SCENARIOS = {
         arm=_throttle_once("dms", "DeleteReplicationConfig"),
         retried=("TeardownFunction", "DeleteReplicationConfig"),
     ),
+    "instance-second-run": Scenario(second_run=True),
     # An item may ask for DMS Serverless on a stack whose default mode is instance.
     "serverless-item-on-instance-stack": Scenario(
         item={"replicationmode": "serverless"},
@@ -231,6 +235,17 @@ def test_every_call_is_allowed_by_its_role(
         assert execution.status == scenario.status, (execution, rt.item(TARGET))
         if armed is not None and hasattr(armed, "fired"):
             assert armed.fired == 1, f"{name}: the fault never fired"
+        if scenario.second_run:
+            table.insert(range(ROWS + 1, ROWS + 6), old())
+            [second] = rt.tick(now=ticks()).executions
+            assert second.status == "SUCCEEDED", (second, rt.item(TARGET))
+            manifests = [
+                c
+                for c in recorder.calls
+                if (c.role, c.operation) == ("VerifyPublishFunction", "GetObject")
+                and "/_manifests/" in c.params.get("Key", "")
+            ]
+            assert manifests, "the second run did not read the table's schema manifest"
         made = {(c.role, c.operation) for c in recorder.calls}
         missing = [c for c in scenario.must_call if c not in made]
         assert not missing, f"{name} did not exercise {missing}"

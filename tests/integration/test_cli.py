@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+import shlex
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
+import duckdb
 import pyarrow.dataset as ds
 import pytest
 from typer.testing import CliRunner
@@ -131,7 +135,8 @@ def test_plan_of_an_unknown_table(cli):
     assert result.exit_code == 1 and "no controller item 'nope'" in result.output
 
 
-def test_demo(cli, tmp_path):
+def test_demo(cli, tmp_path, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "1000")  # the printed commands on one line each
     result = cli("demo", "--rows", "40")
     assert result.exit_code == 0, result.output
     assert "run 1: initial load" in result.output and "run 2: delta" in result.output
@@ -142,6 +147,15 @@ def test_demo(cli, tmp_path):
     assert sorted(ids) == list(range(1, 51))
     changes = ds.dataset(lake / "orders_changes_s3", ignore_prefixes=["_"])
     assert changes.count_rows() == 40 + 10 + 4  # plus the 4 updated versions
+    # The commands the demo suggests read every run (by column name).
+    lines = result.output.splitlines()
+    python = next(line.strip() for line in lines if line.strip().startswith("python -c"))
+    code = shlex.split(python)[2]
+    ran = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert ran.stdout.strip() == "50", ran.stderr
+    query = shlex.split(next(line.strip() for line in lines if "duckdb -c" in line))[2]
+    counts = dict(duckdb.sql(query).fetchall())
+    assert sum(counts.values()) == 40 + 10 + 4
 
 
 def test_problems_are_not_wrapped_however_long(cli, tmp_path):

@@ -19,6 +19,7 @@ from deltaload.items import (
     KNOWN_ATTRIBUTES,
     ControllerItem,
     FilterOperator,
+    SchemaPolicy,
     UnreadableNumber,
     dynamodb_size,
     from_dynamodb,
@@ -291,6 +292,26 @@ def test_task_settings_parse(published_item):
 def test_replication_mode_override(published_item):
     assert parse_item({**published_item, "replicationmode": "serverless"}).replication_mode
     assert "replicationmode" in problems_of({**published_item, "replicationmode": "lambda"})
+
+
+def test_schema_changes_policy(published_item):
+    assert parse_item(published_item).schema_changes is SchemaPolicy.COMPATIBLE
+    item = parse_item({**published_item, "schemachanges": " Any "})
+    assert item.schema_changes is SchemaPolicy.ANY
+    assert item.to_plain()["schemachanges"] == "any"
+    assert "schemachanges" not in parse_item(published_item).to_plain()
+    problem = problems_of({**published_item, "schemachanges": "loose"})["schemachanges"]
+    assert "compatible, any, none" in problem
+
+
+def test_freshness_limit(published_item):
+    assert parse_item(published_item).freshness_limit_seconds is None
+    item = parse_item({**published_item, "freshnesslimitseconds": "3600"})
+    assert item.freshness_limit_seconds == 3600
+    assert item.to_plain()["freshnesslimitseconds"] == 3600
+    for bad in ("0", "-5", "1.5", "an hour", 31622401, True):
+        problems = problems_of({**published_item, "freshnesslimitseconds": bad})
+        assert "from 1 to 31622400" in problems["freshnesslimitseconds"], bad
 
 
 def test_watermark_must_have_the_column_type(published_item):

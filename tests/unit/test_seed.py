@@ -9,7 +9,13 @@ import jsonschema
 import pytest
 
 from deltaload.errors import InvalidItemError
-from deltaload.items import KNOWN_ATTRIBUTES, FilterOperator, from_dynamodb, parse_item
+from deltaload.items import (
+    KNOWN_ATTRIBUTES,
+    FilterOperator,
+    SchemaPolicy,
+    from_dynamodb,
+    parse_item,
+)
 from deltaload.values import ColumnKind
 
 SEED = Path(__file__).resolve().parents[2] / "controller_seed"
@@ -37,6 +43,7 @@ def test_schema_lists_exactly_the_known_attributes_and_enums():
     assert set(SCHEMA["properties"]) == set(KNOWN_ATTRIBUTES)
     assert SCHEMA["properties"]["filteroperator"]["enum"] == [op.value for op in FilterOperator]
     assert set(SCHEMA["properties"]["filtercolumntype"]["enum"]) == {k.value for k in ColumnKind}
+    assert SCHEMA["properties"]["schemachanges"]["enum"] == [p.value for p in SchemaPolicy]
 
 
 def test_schema_rejects_what_the_model_rejects():
@@ -76,6 +83,13 @@ def _model_accepts(item: dict) -> bool:
         {"safetylagseconds": "99999999999"},
         {"safetylagseconds": "\u00b2"},
         {"safetylagseconds": "300\n"},
+        {"freshnesslimitseconds": 3600},
+        {"freshnesslimitseconds": "31622400"},
+        {"freshnesslimitseconds": 31622401},
+        {"freshnesslimitseconds": "31622401"},
+        {"freshnesslimitseconds": 0},
+        {"freshnesslimitseconds": "0"},
+        {"freshnesslimitseconds": "1.5"},
         {"startvalue": {"value": 1}},
         {"startvalue": [1]},
         {"startvalue": "k" * 1025, "filtercolumntype": "string"},

@@ -141,13 +141,19 @@ def run_demo(
         console.print(
             f"  {lake / table}: {dataset.count_rows()} rows in {len(dataset.files)} files"
         )
+    # Runs may differ in their columns (schema changes): both readers read by column name.
+    files = f"{lake / 'orders_s3'}/run=*/*.parquet"
     console.print(
-        "\nquery it, for example:\n"
-        f"  python -c \"import pyarrow.dataset as ds; print(ds.dataset('{lake / 'orders_s3'}', "
-        "ignore_prefixes=['_']).to_table().num_rows)\"\n"
-        '  duckdb -c "select status, count(*) from '
-        f"'{lake / 'orders_changes_s3'}/run=*/*.parquet' "
-        'group by all"'
+        "\nquery it, for example (every column of every run):\n"
+        '  python -c "import glob, pyarrow as pa, pyarrow.dataset as ds, pyarrow.parquet as pq; '
+        f"files = sorted(glob.glob('{files}')); "
+        "schema = pa.unify_schemas([pq.read_schema(f) for f in files], "
+        "promote_options='permissive'); "
+        'print(ds.dataset(files, schema=schema).to_table().num_rows)"\n'
+        '  duckdb -c "select status, count(*) from read_parquet('
+        f"'{lake / 'orders_changes_s3'}/run=*/*.parquet', union_by_name = true) "
+        'group by all"',
+        markup=False,  # the commands hold [brackets]
     )
     console.print(
         "\norders_s3 follows row_id, so it holds each order once, as first loaded; "
