@@ -1,22 +1,9 @@
 """AcquireLock: take the table's run lock (a second run is skipped)."""
 
-import functools
-import os
+from deltaload.handlers import step_handler
 
-from deltaload import workflow
-from deltaload.aws import Clients
-from deltaload.observability import instrumented
-from deltaload.settings import Settings
+step = step_handler("acquire_lock")
 
 
-@functools.cache
-def dependencies() -> tuple[Settings, Clients]:
-    """Settings and clients, created once per container."""
-    return Settings.from_env(os.environ), Clients()
-
-
-@instrumented()
 def handler(event: dict, context: object) -> dict:
-    """Return the state document with this step's result under 'lock'."""
-    settings, clients = dependencies()
-    return {**event, "lock": workflow.acquire_lock(event, clients, settings)}
+    return step(event, context)

@@ -1,22 +1,9 @@
 """CheckResources: one look at the run's DMS compute."""
 
-import functools
-import os
+from deltaload.handlers import step_handler
 
-from deltaload import workflow
-from deltaload.aws import Clients
-from deltaload.observability import instrumented
-from deltaload.settings import Settings
+step = step_handler("check_resources")
 
 
-@functools.cache
-def dependencies() -> tuple[Settings, Clients]:
-    """Settings and clients, created once per container."""
-    return Settings.from_env(os.environ), Clients()
-
-
-@instrumented()
 def handler(event: dict, context: object) -> dict:
-    """Return the state document with this step's result under 'poll'."""
-    settings, clients = dependencies()
-    return {**event, "poll": workflow.check_resources(event, clients, settings)}
+    return step(event, context)

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
 from datetime import UTC, datetime
+
+from deltaload.runstate import DmsNames, RunKeys
 
 DMS_IDENTIFIER_MAX = 63
 EXECUTION_NAME_MAX = 80
@@ -52,25 +53,6 @@ def dms_identifier(kind: str, table: str, run_id: str) -> str:
 def _hyphenate(text: str) -> str:
     text = re.sub(r"[^a-z0-9]+", "-", text.lower())
     return text.strip("-")
-
-
-@dataclass(frozen=True)
-class DmsNames:
-    """The identifiers of every DMS resource one run may create."""
-
-    instance: str
-    target_endpoint: str
-    task: str
-    config: str
-
-    def to_dict(self) -> dict[str, str]:
-        """JSON form for the state document."""
-        return {
-            "instance": self.instance,
-            "targetEndpoint": self.target_endpoint,
-            "task": self.task,
-            "config": self.config,
-        }
 
 
 def dms_names(table: str, run_id: str) -> DmsNames:
@@ -114,27 +96,6 @@ def as_prefix(key_folder: str) -> str:
     ORDERS_ITEMS/)."""
     text = key_folder.strip("/")
     return f"{text}/" if text else ""
-
-
-@dataclass(frozen=True)
-class RunKeys:
-    """Where one run's data lives in the bucket."""
-
-    staging_folder: str  # the DMS BucketFolder (no trailing slash)
-    staging_prefix: str  # staging_folder + "/"
-    final_prefix: str  # <output>/<schema>/<table>/
-    run_prefix: str  # <final_prefix>run=<runId>/
-    manifest_key: str  # <final_prefix>_manifests/<runId>.json
-
-    def to_dict(self) -> dict[str, str]:
-        """JSON form for the state document."""
-        return {
-            "stagingFolder": self.staging_folder,
-            "stagingPrefix": self.staging_prefix,
-            "finalPrefix": self.final_prefix,
-            "runPrefix": self.run_prefix,
-            "manifestKey": self.manifest_key,
-        }
 
 
 def staging_folder(staging_root: str, table: str, run_id: str) -> str:

@@ -20,11 +20,13 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from pydantic import Field
 
 from deltaload.aws import Clients, transient_errors
 from deltaload.errors import DeltaloadError
 from deltaload.observability import logger
 from deltaload.parquet_footer import FooterError, max_exact_flags
+from deltaload.runstate import Document, RunPlan
 from deltaload.schema import run_schema
 
 DELETE_BATCH = 1000
@@ -347,6 +349,90 @@ def _at_limit(column: Any, limit: int) -> int:
     )
 
 
+class ManifestWindow(Document):
+    """The window a manifest's files hold."""
+
+    mode: str
+    kind: str
+    lower: str | None
+    lower_exclusive: bool
+    upper: str | None
+    description: str
+
+
+class PublishedFile(Document):
+    """One published Parquet file."""
+
+    key: str
+    rows: int
+    bytes: int
+
+
+class Manifest(Document):
+    """``_manifests/<runId>.json``: what one run published; written last, after its files.
+
+    Readers rely on these keys; new ones may be added, none renamed or removed.
+    """
+
+    run_id: str
+    table: str
+    source: str
+    window: ManifestWindow
+    rows: int
+    bytes: int
+    full_load_rows: int
+    watermark: str | None
+    previous_watermark: str | None
+    loaded_max: str | None
+    warnings: list[str]
+    # The run's columns, the table's across runs (absent until a run wrote files) and how
+    # this run changed them (deltaload.schema).
+    run_schema: list[dict[str, Any]] = Field(default_factory=list, alias="schema")
+    table_schema: list[dict[str, Any]] | None = Field(
+        default=None, exclude_if=lambda value: value is None
+    )
+    schema_changes: list[dict[str, Any]] = Field(default_factory=list)
+    created_at: str
+    files: list[PublishedFile] = Field(default_factory=list)
+
+    @classmethod
+    def of_run(
+        cls,
+        plan: RunPlan,
+        verification: Verification,
+        *,
+        full_load_rows: int,
+        watermark: str | None,
+        warnings: list[str],
+        schema_fields: Mapping[str, Any],
+        created_at: datetime,
+    ) -> Manifest:
+        """The manifest of a verified run (its files are added by ``publish``)."""
+        window = plan.window
+        return cls(
+            run_id=plan.run_id,
+            table=plan.table,
+            source=plan.source,
+            window=ManifestWindow(
+                mode=window.mode,
+                kind=window.kind.value,
+                lower=window.lower,
+                lower_exclusive=window.lower_exclusive,
+                upper=window.upper,
+                description=window.describe(),
+            ),
+            rows=verification.rows,
+            bytes=verification.bytes,
+            full_load_rows=full_load_rows,
+            watermark=watermark,
+            previous_watermark=window.previous_watermark,
+            loaded_max=verification.loaded_max,
+            warnings=warnings,
+            created_at=created_at.isoformat(),
+            **schema_fields,  # schema, schemaChanges, tableSchema (lake.SchemaOutcome)
+        )
+
+
 def publish(
     clients: Clients,
     bucket: str,
@@ -354,10 +440,10 @@ def publish(
     *,
     run_prefix: str,
     manifest_key: str,
-    manifest: Mapping[str, Any],
-) -> dict[str, Any]:
+    manifest: Manifest,
+) -> Manifest:
     """Copy each staged file to ``run_prefix``, then write the manifest last."""
-    published: list[dict[str, Any]] = []
+    published: list[PublishedFile] = []
     seen: set[str] = set()
     for staged in verification.files:
         name = posixpath.basename(staged.key)
@@ -369,13 +455,13 @@ def publish(
             clients.s3.copy_object(
                 Bucket=bucket, Key=target, CopySource={"Bucket": bucket, "Key": staged.key}
             )
-        published.append({"key": target, "rows": staged.rows, "bytes": staged.bytes})
-    document = {**manifest, "files": published}
+        published.append(PublishedFile(key=target, rows=staged.rows, bytes=staged.bytes))
+    document = manifest.model_copy(update={"files": published})
     with transient_errors():
         clients.s3.put_object(
             Bucket=bucket,
             Key=manifest_key,
-            Body=json.dumps(document, indent=2, sort_keys=True).encode("utf-8"),
+            Body=json.dumps(document.document(), indent=2, sort_keys=True).encode("utf-8"),
             ContentType="application/json",
         )
     return document

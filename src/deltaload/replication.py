@@ -17,15 +17,27 @@ completed: a task also stops "finished" after errors that skipped a table.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from deltaload.aws import Clients, error_code, transient_errors
 from deltaload.errors import DeltaloadError
-from deltaload.names import DmsNames
+from deltaload.runstate import (
+    DmsNames,
+    ExistingResources,
+    InstanceResources,
+    Load,
+    Resources,
+    RunPlan,
+    ServerlessLoad,
+    ServerlessResources,
+    TaskLoad,
+)
 from deltaload.settings import Settings
 
 NOT_FOUND = "ResourceNotFoundFault"
@@ -569,29 +581,293 @@ class _Pass:
         }
 
 
+@dataclass(frozen=True)
+class _Calls:
+    """How teardown stops and deletes one kind of load (its ``teardown_action`` kind)."""
+
+    kind: str
+    arn_parameter: str
+    stop: str
+    delete: str
+
+
+_TASK_CALLS = _Calls(
+    "task", "ReplicationTaskArn", "stop_replication_task", "delete_replication_task"
+)
+_CONFIG_CALLS = _Calls(
+    "serverless", "ReplicationConfigArn", "stop_replication", "delete_replication_config"
+)
+
+
 def _advance(
-    clients: Clients,
-    step: _Pass,
-    what: str,
-    action: str,
-    status: str,
-    stop: tuple[str, dict[str, Any]],
-    delete: tuple[str, dict[str, Any]],
+    clients: Clients, step: _Pass, what: str, calls: _Calls, status: str, arn: str
 ) -> None:
-    """Stop, wait for or delete a task / serverless replication according to ``action``."""
+    """Stop, wait for or delete a task / serverless replication as its status allows."""
+    action = teardown_action(calls.kind, status)
+    params = {calls.arn_parameter: arn}
     step.remaining.append(what)
     if action == WAIT:
         step.notes.append(f"{what} is {status!r}; waiting for DMS")
         return
     if action in (STOP, PROBE):
-        refusal = _attempt(clients, stop[0], **stop[1])
+        refusal = _attempt(clients, calls.stop, **params)
         if refusal is None:
             step.notes.append(f"{what} was {status!r}; stop requested")
             return
         if action == STOP:
             step.notes.append(f"{what} is {status!r}; DMS refused the stop ({refusal}); waiting")
             return
-    step.delete(clients, what, delete[0], **delete[1])
+    step.delete(clients, what, calls.delete, **params)
+
+
+def _tear_down_task(clients: Clients, step: _Pass, names: DmsNames) -> None:
+    task = find_task(clients, names.task)
+    if task is not None:
+        status = str(task.get("Status") or "")
+        arn = task["ReplicationTaskArn"]
+        _advance(clients, step, f"task {names.task}", _TASK_CALLS, status, arn)
+
+
+def _tear_down_config(clients: Clients, step: _Pass, names: DmsNames) -> None:
+    config = find_config(clients, names.config)
+    if config is not None:
+        arn = config["ReplicationConfigArn"]
+        status = str((find_replication(clients, arn) or {}).get("Status") or "")
+        _advance(clients, step, f"config {names.config}", _CONFIG_CALLS, status, arn)
+
+
+def _tear_down_endpoint(clients: Clients, step: _Pass, names: DmsNames) -> None:
+    endpoint = find_endpoint(clients, names.target_endpoint)
+    if endpoint is not None:
+        what = f"endpoint {names.target_endpoint}"
+        if endpoint.get("Status") != "deleting":
+            step.delete(clients, what, "delete_endpoint", EndpointArn=endpoint["EndpointArn"])
+        if find_endpoint(clients, names.target_endpoint) is not None:
+            step.remaining.append(what)
+
+
+def _tear_down_instance(clients: Clients, step: _Pass, names: DmsNames) -> None:
+    instance = find_instance(clients, names.instance)
+    if instance is not None:
+        what = f"instance {names.instance}"
+        status = str(instance.get("ReplicationInstanceStatus") or "")
+        if status == "deleting":
+            step.notes.append(f"{what} is 'deleting'; waiting for DMS")
+        else:
+            step.delete(
+                clients,
+                what,
+                "delete_replication_instance",
+                ReplicationInstanceArn=instance["ReplicationInstanceArn"],
+            )
+        step.remaining.append(what)
+
+
+# --- the replication modes ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LoadRequest:
+    """What StartLoad gives a mode to start the run's load with."""
+
+    plan: RunPlan
+    resources: Resources
+    tags: list[dict[str, str]]
+    now: Callable[[], datetime]
+    # StartLoad's in-process wait for a new task to leave "creating" (tasks only).
+    until_ready: Callable[[dict[str, Any]], dict[str, Any]]
+
+
+class _Replication(ABC):
+    """What every replication mode does the same way, each with its own DMS calls: judge
+    the load, read its statistics, tear down in dependency order."""
+
+    judge: Callable[[Clients, str, str, tuple[str, ...]], Verdict]
+    statistics_of: str  # the table_statistics parameter of the load's ARN
+    tear_down_load: Callable[[Clients, _Pass, DmsNames], None]  # the task or config
+
+    @abstractmethod
+    def load_arn(self, resources: Resources, load: Load) -> str:
+        """The ARN DMS reports the load's progress and statistics under."""
+
+    def verdict(self, clients: Clients, plan: RunPlan, resources: Resources, load: Load) -> Verdict:
+        """One look at the load."""
+        arn = self.load_arn(resources, load)
+        return self.judge(clients, arn, plan.source_schema, plan.table_names)
+
+    def statistics(
+        self, clients: Clients, resources: Resources, load: Load
+    ) -> list[dict[str, Any]]:
+        """The load's table statistics."""
+        return table_statistics(clients, **{self.statistics_of: self.load_arn(resources, load)})
+
+    @abstractmethod
+    def _tear_down_compute(self, clients: Clients, step: _Pass, names: DmsNames) -> None:
+        """Advance the deletion of the compute the run created, if any."""
+
+    def teardown(self, clients: Clients, names: DmsNames) -> dict[str, Any]:
+        """One teardown pass (see ``teardown_pass``)."""
+        step = _Pass()
+        self.tear_down_load(clients, step, names)
+        if step.remaining:  # endpoints and instances cannot go while a task still uses them
+            return step.result()
+        _tear_down_endpoint(clients, step, names)
+        self._tear_down_compute(clients, step, names)
+        return step.result()
+
+
+class TaskReplication(_Replication):
+    """A full-load task on a replication instance: the per-run one or the shared one."""
+
+    judge = staticmethod(task_verdict)
+    statistics_of = "task_arn"
+    tear_down_load = staticmethod(_tear_down_task)
+
+    owns_instance: bool  # created by the run, so deleted by its teardown
+
+    @abstractmethod
+    def instance_arn(self, clients: Clients, settings: Settings, plan: RunPlan, tags: list) -> str:
+        """The ARN of the instance the run's task runs on."""
+
+    @abstractmethod
+    def resources(self, **arns: Any) -> Resources:
+        """The run's resources as the state document records them."""
+
+    def create(
+        self, clients: Clients, settings: Settings, plan: RunPlan, tags: list, now: datetime
+    ) -> Resources:
+        """Create (or find) the run's compute and its target endpoint."""
+        instance_arn = self.instance_arn(clients, settings, plan, tags)
+        target_arn = ensure_target_endpoint(
+            clients, settings, plan.names.target_endpoint, plan.keys.staging_folder, tags
+        )
+        return self.resources(
+            source_endpoint_arn=settings.require("source_endpoint_arn"),
+            target_endpoint_arn=target_arn,
+            instance_arn=instance_arn,
+            created_at=now,
+        )
+
+    def readiness(self, clients: Clients, resources: Resources) -> tuple[bool, bool, str]:
+        """(ready, failed, status) of the run's compute: the instance must be available."""
+        arn = resources.instance_arn
+        return instance_readiness(find_instance_by_arn(clients, arn), f"replication instance {arn}")
+
+    def start(self, clients: Clients, load: LoadRequest) -> Load:
+        """Create the run's task, wait until it is ready, start it with start-replication."""
+        plan, resources = load.plan, load.resources
+        task = ensure_task(
+            clients,
+            plan.names.task,
+            instance_arn=resources.instance_arn,
+            source_arn=resources.source_endpoint_arn,
+            target_arn=resources.target_endpoint_arn,
+            table_mapping=plan.table_mapping,
+            task_settings=plan.task_settings,
+            tags=load.tags,
+        )
+        task = load.until_ready(task)
+        started = start_task(clients, task)
+        return TaskLoad(task_arn=task["ReplicationTaskArn"], started=started, started_at=load.now())
+
+    def load_arn(self, resources: Resources, load: Load) -> str:
+        return load.task_arn
+
+    def _tear_down_compute(self, clients: Clients, step: _Pass, names: DmsNames) -> None:
+        if self.owns_instance:
+            _tear_down_instance(clients, step, names)
+
+
+class InstanceReplication(TaskReplication):
+    """Mode ``instance``: a replication instance of the run's own, deleted at teardown."""
+
+    owns_instance = True
+
+    def instance_arn(self, clients: Clients, settings: Settings, plan: RunPlan, tags: list) -> str:
+        return ensure_instance(clients, settings, plan.names.instance, tags)
+
+    def resources(self, **arns: Any) -> Resources:
+        return InstanceResources(**arns)
+
+
+class ExistingReplication(TaskReplication):
+    """Mode ``existing``: the stack's shared instance, never created nor deleted by a run."""
+
+    owns_instance = False
+
+    def instance_arn(self, clients: Clients, settings: Settings, plan: RunPlan, tags: list) -> str:
+        return settings.require("existing_instance_arn")
+
+    def resources(self, **arns: Any) -> Resources:
+        return ExistingResources(**arns)
+
+
+class ServerlessReplication(_Replication):
+    """Mode ``serverless``: a DMS Serverless replication config of the run's own."""
+
+    judge = staticmethod(serverless_verdict)
+    statistics_of = "config_arn"
+    tear_down_load = staticmethod(_tear_down_config)
+
+    def load_arn(self, resources: Resources, load: Load) -> str:
+        return resources.config_arn
+
+    def create(
+        self, clients: Clients, settings: Settings, plan: RunPlan, tags: list, now: datetime
+    ) -> Resources:
+        """Create (or find) the run's target endpoint, then its replication config."""
+        source_arn = settings.require("source_endpoint_arn")
+        target_arn = ensure_target_endpoint(
+            clients, settings, plan.names.target_endpoint, plan.keys.staging_folder, tags
+        )
+        config_arn = ensure_config(
+            clients,
+            settings,
+            plan.names.config,
+            source_arn,
+            target_arn,
+            plan.table_mapping,
+            plan.task_settings,
+            tags,
+        )
+        return ServerlessResources(
+            source_endpoint_arn=source_arn,
+            target_endpoint_arn=target_arn,
+            config_arn=config_arn,
+            created_at=now,
+        )
+
+    def readiness(self, clients: Clients, resources: Resources) -> tuple[bool, bool, str]:
+        """DMS Serverless provisions its capacity when the replication starts."""
+        return True, False, "config created"
+
+    def start(self, clients: Clients, load: LoadRequest) -> Load:
+        """Start the serverless replication with start-replication."""
+        arn = load.resources.config_arn
+        started = start_serverless(clients, arn)
+        return ServerlessLoad(config_arn=arn, started=started, started_at=load.now())
+
+    def _tear_down_compute(self, clients: Clients, step: _Pass, names: DmsNames) -> None:
+        """DMS Serverless releases its capacity with the config."""
+
+
+Strategy = InstanceReplication | ExistingReplication | ServerlessReplication
+
+STRATEGIES: dict[str, Strategy] = {
+    "instance": InstanceReplication(),
+    "existing": ExistingReplication(),
+    "serverless": ServerlessReplication(),
+}
+
+
+def strategy(mode: str) -> Strategy:
+    """The replication strategy of ``mode`` (instance, existing or serverless)."""
+    try:
+        return STRATEGIES[mode]
+    except KeyError:
+        raise ResourceError(
+            f"replication mode {mode!r} is not one of {', '.join(STRATEGIES)}"
+        ) from None
 
 
 def teardown_pass(clients: Clients, names: DmsNames, mode: str) -> dict[str, Any]:
@@ -604,64 +880,4 @@ def teardown_pass(clients: Clients, names: DmsNames, mode: str) -> dict[str, Any
     "remaining", "deleted", "notes"}: ``deleted`` lists only deletes DMS accepted, and
     ``notes`` says why each remaining resource is still there.
     """
-    step = _Pass()
-
-    if mode == "serverless":
-        config = find_config(clients, names.config)
-        if config is not None:
-            arn = config["ReplicationConfigArn"]
-            replication = find_replication(clients, arn)
-            status = str((replication or {}).get("Status") or "")
-            _advance(
-                clients,
-                step,
-                f"config {names.config}",
-                teardown_action("serverless", status),
-                status,
-                ("stop_replication", {"ReplicationConfigArn": arn}),
-                ("delete_replication_config", {"ReplicationConfigArn": arn}),
-            )
-    else:
-        task = find_task(clients, names.task)
-        if task is not None:
-            arn = task["ReplicationTaskArn"]
-            status = str(task.get("Status") or "")
-            _advance(
-                clients,
-                step,
-                f"task {names.task}",
-                teardown_action("task", status),
-                status,
-                ("stop_replication_task", {"ReplicationTaskArn": arn}),
-                ("delete_replication_task", {"ReplicationTaskArn": arn}),
-            )
-
-    if step.remaining:
-        # Endpoints and instances cannot go while a task still uses them.
-        return step.result()
-
-    endpoint = find_endpoint(clients, names.target_endpoint)
-    if endpoint is not None:
-        what = f"endpoint {names.target_endpoint}"
-        if endpoint.get("Status") != "deleting":
-            step.delete(clients, what, "delete_endpoint", EndpointArn=endpoint["EndpointArn"])
-        if find_endpoint(clients, names.target_endpoint) is not None:
-            step.remaining.append(what)
-
-    if mode == "instance":
-        instance = find_instance(clients, names.instance)
-        if instance is not None:
-            what = f"instance {names.instance}"
-            status = str(instance.get("ReplicationInstanceStatus") or "")
-            if status == "deleting":
-                step.notes.append(f"{what} is 'deleting'; waiting for DMS")
-            else:
-                step.delete(
-                    clients,
-                    what,
-                    "delete_replication_instance",
-                    ReplicationInstanceArn=instance["ReplicationInstanceArn"],
-                )
-            step.remaining.append(what)
-
-    return step.result()
+    return strategy(mode).teardown(clients, names)

@@ -8,15 +8,16 @@ run planned from, by the run that holds the lock.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from botocore.exceptions import ClientError
+from pydantic import Field
 
 from deltaload import items
 from deltaload.aws import Clients, error_code, transient_errors
 from deltaload.errors import DeltaloadError
+from deltaload.runstate import DmsNames, Document, Lock
 from deltaload.settings import Settings
 
 KEY = "targetTableName"
@@ -36,23 +37,78 @@ class WatermarkConflictError(DeltaloadError):
     """The watermark moved since the run planned its window; the run must not commit."""
 
 
-@dataclass(frozen=True)
-class LockResult:
-    """The outcome of a lock attempt; ``reason`` says why when it was not acquired."""
+# --- the run history: one record per run, keys targetTableName and runId ---------------
 
-    acquired: bool
+
+class RecordedWindow(Document):
+    """The window a run loaded, as the item's ``lastWindow`` and its history record say."""
+
+    lower: str | None
+    upper: str | None
+
+
+class HistoryRecord(Document):
+    """What every history record says: which run, its status, when it started and ended."""
+
+    target_table_name: str
+    run_id: str
+    status: str
+    started_at: str | None = None
+    ended_at: str | None = None
+
+
+class SkippedRecord(HistoryRecord):
+    """A run that found the table locked by another run."""
+
     reason: str
-    owner: str | None
-    expires_at: int | None
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON form for the state document."""
-        return {
-            "acquired": self.acquired,
-            "reason": self.reason,
-            "owner": self.owner,
-            "expiresAt": self.expires_at,
-        }
+
+class _PlannedRecord(HistoryRecord):
+    """A run that got as far as its plan (or was found by its names after an abort)."""
+
+    window: RecordedWindow | None = None
+    window_text: str | None = None
+    previous_watermark: str | None = None
+    replication_mode: str
+    dms_names: DmsNames
+
+
+class SuccessRecord(_PlannedRecord):
+    """A committed run (SUCCEEDED, or SKIPPED when it had nothing to do)."""
+
+    skip_reason: str | None = None
+    rows: int
+    files: int
+    bytes: int
+    watermark: str | None
+    manifest_key: str | None = None
+    warnings: list[str] = Field(default_factory=list, exclude_if=lambda value: not value)
+    # How the run changed the table's schema (deltaload.schema); absent when it did not.
+    schema_changes: list[dict[str, Any]] = Field(
+        default_factory=list, exclude_if=lambda value: not value
+    )
+
+
+class FailureRecord(_PlannedRecord):
+    """A failed run; the watermark did not move."""
+
+    error: str
+    objects_deleted: int
+
+
+class RunningNote(Document):
+    """Noted on the history record before any DMS resource is created, so an aborted run
+    can still be torn down by name."""
+
+    status: str = RUNNING
+    replication_mode: str
+    dms_names: DmsNames
+
+
+class PostCommitNote(Document):
+    """A failure after the run committed (its output stays published)."""
+
+    post_commit_error: str
 
 
 def scan(clients: Clients, table_name: str, **kwargs: Any) -> Iterator[dict[str, Any]]:
@@ -88,7 +144,7 @@ def load_item(clients: Clients, settings: Settings, table: str) -> items.Control
 
 def acquire_lock(
     clients: Clients, settings: Settings, table: str, run_id: str, now: datetime
-) -> LockResult:
+) -> Lock:
     """Take the table's lock for ``run_id`` unless another unexpired run holds it."""
     epoch = int(now.timestamp())
     expires = epoch + settings.lock_timeout_seconds
@@ -122,13 +178,15 @@ def acquire_lock(
         owner = current.get("lockOwner")
         until = current.get("lockExpiresAt")
         until_text = datetime.fromtimestamp(int(until), UTC).isoformat() if until else "unknown"
-        return LockResult(
-            False,
-            f"table {table!r} is locked by run {owner} until {until_text} (epoch {until})",
-            owner,
-            int(until) if until is not None else None,
+        return Lock(
+            acquired=False,
+            reason=f"table {table!r} is locked by run {owner} until {until_text} (epoch {until})",
+            owner=owner,
+            expires_at=int(until) if until is not None else None,
         )
-    return LockResult(True, f"lock taken by run {run_id}", run_id, expires)
+    return Lock(
+        acquired=True, reason=f"lock taken by run {run_id}", owner=run_id, expires_at=expires
+    )
 
 
 def record_success(
@@ -267,9 +325,9 @@ def _committed(item: Mapping[str, Any], run_id: str) -> bool:
     )
 
 
-def put_history(clients: Clients, settings: Settings, record: Mapping[str, Any]) -> None:
+def put_history(clients: Clients, settings: Settings, record: HistoryRecord) -> None:
     """Write (or overwrite) the history record of one run: keys targetTableName and runId."""
-    plain = {k: v for k, v in record.items() if v is not None}
+    plain = {k: v for k, v in record.document().items() if v is not None}
     with transient_errors():
         clients.dynamodb.put_item(TableName=settings.history_table, Item=items.to_dynamodb(plain))
 
@@ -289,9 +347,10 @@ def get_history(
 
 
 def note_history(
-    clients: Clients, settings: Settings, table: str, run_id: str, values: Mapping[str, Any]
+    clients: Clients, settings: Settings, table: str, run_id: str, note: Document
 ) -> None:
     """Set attributes on a run's history record (created if absent), keeping the rest."""
+    values = note.document()
     names = {f"#a{i}": name for i, name in enumerate(values)}
     placeholders = {f":a{i}": value for i, value in enumerate(values.values())}
     expression = "SET " + ", ".join(f"#a{i} = :a{i}" for i in range(len(values)))

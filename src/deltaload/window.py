@@ -39,11 +39,11 @@ Boundary rules (the exactly-once argument; tests/unit/test_window_properties.py 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Any
 
 from deltaload.items import ONE_SHOT_LOADED, ControllerItem, FilterOperator
+from deltaload.runstate import IncrementalWindow, OneShotWindow, WindowPlan
 from deltaload.values import (
     KIND_MAX,
     ColumnKind,
@@ -57,55 +57,6 @@ from deltaload.values import (
 DEFAULT_SAFETY_LAG_SECONDS = 300
 
 Filter = dict[str, Any]
-
-
-@dataclass(frozen=True)
-class WindowPlan:
-    """The slice the next run loads, the DMS filters that select it, and what to record."""
-
-    table: str
-    kind: ColumnKind
-    mode: Literal["incremental", "one-shot"]
-    lower: str | None
-    upper: str | None
-    lower_exclusive: bool = False
-    filters: list[Filter] = field(default_factory=list)
-    empty: bool = False
-    skip_reason: str | None = None
-    next_watermark: str | None = None
-    previous_watermark: str | None = None
-
-    @property
-    def is_open(self) -> bool:
-        """True when the upper bound is only known after the load (from the loaded data)."""
-        return self.mode == "incremental" and self.upper is None
-
-    @property
-    def loads_nothing(self) -> bool:
-        """True when the run should not start DMS at all."""
-        return self.empty or self.skip_reason is not None
-
-    def describe(self) -> str:
-        """A one-line human description of the window."""
-        if self.skip_reason:
-            return f"nothing to load: {self.skip_reason}"
-        if self.mode == "one-shot":
-            return "one-shot filter " + " AND ".join(_describe_filter(f) for f in self.filters)
-        left = "(" if self.lower_exclusive else "["
-        upper = self.upper if self.upper is not None else "max loaded value"
-        text = f"{left}{self.lower}, {upper}]"
-        return f"{text} (empty)" if self.empty else text
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-able form for the state machine's state document."""
-        data = asdict(self)
-        data["kind"] = self.kind.value
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> WindowPlan:
-        """The inverse of ``to_dict``."""
-        return cls(**{**data, "kind": ColumnKind(data["kind"])})
 
 
 def plan_window(
@@ -159,10 +110,9 @@ def _incremental(
         upper = item.end_value
 
     empty = upper is not None and _after(kind, lower, exclusive, upper)
-    return WindowPlan(
+    return IncrementalWindow(
         table=item.target_table_name,
         kind=kind,
-        mode="incremental",
         lower=lower,
         upper=upper,
         lower_exclusive=exclusive,
@@ -228,10 +178,9 @@ def _window_filters(
 def _one_shot(item: ControllerItem) -> WindowPlan:
     operator = item.filter_operator
     if item.watermark == ONE_SHOT_LOADED:
-        return WindowPlan(
+        return OneShotWindow(
             table=item.target_table_name,
             kind=item.filter_column_type,
-            mode="one-shot",
             lower=None,
             upper=None,
             skip_reason=(
@@ -247,10 +196,9 @@ def _one_shot(item: ControllerItem) -> WindowPlan:
     elif item.start_value is not None:
         condition["value"] = item.start_value
     lower, upper = _one_shot_bounds(item)
-    return WindowPlan(
+    return OneShotWindow(
         table=item.target_table_name,
         kind=item.filter_column_type,
-        mode="one-shot",
         lower=lower,
         upper=upper,
         filters=[_filter(item.filter_column, condition)],
@@ -272,11 +220,3 @@ def _one_shot_bounds(item: ControllerItem) -> tuple[str | None, str | None]:
 
 def _filter(column: str, condition: Filter) -> Filter:
     return {"filter-type": "source", "column-name": column, "filter-conditions": [condition]}
-
-
-def _describe_filter(f: Filter) -> str:
-    parts = []
-    for c in f["filter-conditions"]:
-        values = [c[k] for k in ("value", "start-value", "end-value") if k in c]
-        parts.append(f"{f['column-name']} {c['filter-operator']} {' '.join(map(repr, values))}")
-    return " OR ".join(parts).strip()

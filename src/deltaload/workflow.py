@@ -1,18 +1,15 @@
 """One function per state machine step; the Lambda handlers call these.
 
-Every step takes the whole state document (``{"table", "runId", "lock", "run",
-"resources", "load", "poll", "publish", "recorded", "failure", "error"}`` as far as the
-run has got) and returns only its own result, which the handler stores under the
-step's key (see ``STEP_KEYS``). Loops (resources, load, teardown) return a ``poll``:
-``{"phase", "done", "failed", "status", "reason", "error", "waitSeconds", "attempt",
-"deadline"}``; the state machine waits ``poll.waitSeconds`` and leaves the loop on
-``done`` or ``failed``, and ``failed`` is set once ``deadline`` (epoch seconds) passes.
+Every step takes the run document (``runstate.RunState``, as far as the run has got) and
+returns only its own result, a model of ``runstate`` that declares the key it goes under
+(``deltaload.handlers`` puts it there). Loops (resources, load, teardown) return a
+``Poll``. The replication mode is chosen once per step (``replication.strategy``).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,24 +19,28 @@ from deltaload.errors import DeltaloadError
 from deltaload.items import SchemaPolicy, parse_item
 from deltaload.mapping import lob_limit_kb, table_mapping, task_settings
 from deltaload.observability import failure_metric, logger, run_metrics
+from deltaload.runstate import (
+    AbortedCleanup,
+    CaughtError,
+    DmsNames,
+    ExecutionStatusChange,
+    Failure,
+    IgnoredChange,
+    Load,
+    Lock,
+    Poll,
+    Published,
+    Recorded,
+    Resources,
+    RunInput,
+    RunKeys,
+    RunPlan,
+    RunState,
+)
 from deltaload.settings import Settings
-from deltaload.window import WindowPlan, plan_window, resolve_watermark
+from deltaload.window import plan_window, resolve_watermark
 
 Now = Callable[[], datetime]
-
-# Where each step's result lands in the state document (the handlers use this).
-STEP_KEYS = {
-    "acquire_lock": "lock",
-    "plan_run": "run",
-    "create_resources": "resources",
-    "check_resources": "poll",
-    "start_load": "load",
-    "check_load": "poll",
-    "verify_publish": "publish",
-    "record_success": "recorded",
-    "record_failure": "failure",
-    "teardown": "poll",
-}
 
 # How long StartLoad waits in-process for a new task to become ready before it asks
 # the state machine to retry the step (TransientError).
@@ -59,24 +60,6 @@ def _sleep(seconds: float) -> None:
     backoff.sleep(seconds)
 
 
-def _table_run(event: Mapping[str, Any]) -> tuple[str, str]:
-    try:
-        return str(event["table"]), str(event["runId"])
-    except KeyError as missing:
-        raise DeltaloadError(
-            f"the state document has no {missing.args[0]!r}; the state machine input must be "
-            '{"table": "<targetTableName>", "runId": "<execution name>"}'
-        ) from None
-
-
-def _plan(run: Mapping[str, Any]) -> WindowPlan:
-    return WindowPlan.from_dict(dict(run["window"]))
-
-
-def _mode(event: Mapping[str, Any], settings: Settings) -> str:
-    return str((event.get("run") or {}).get("replicationMode") or settings.replication_mode)
-
-
 # template.yaml only allows DMS creates and deletes of resources carrying this tag.
 STACK_TAG = "deltaload:controller-table"
 
@@ -89,8 +72,17 @@ def _tags(settings: Settings, table: str, run_id: str) -> list[dict[str, str]]:
     ]
 
 
+def _names(state: RunState) -> DmsNames:
+    """The run's DMS identifiers: from its plan, or (no plan yet) from table and run id."""
+    return state.run.names if state.run else names.dms_names(state.table, state.run_id)
+
+
+def _mode(state: RunState, settings: Settings) -> replication.Strategy:
+    return replication.strategy(state.replication_mode(settings.replication_mode))
+
+
 def _poll(
-    event: Mapping[str, Any],
+    previous: Poll | None,
     settings: Settings,
     now: datetime,
     *,
@@ -102,13 +94,11 @@ def _poll(
     reason: str = "",
     error: str = "",
     **extra: Any,
-) -> dict[str, Any]:
+) -> Poll:
     """The next poll of a wait loop: attempt count, deadline and capped backoff wait."""
-    previous = event.get("poll") or {}
     epoch = int(now.timestamp())
-    if previous.get("phase") == phase:
-        attempt = int(previous.get("attempt", 0)) + 1
-        deadline = int(previous["deadline"])
+    if previous is not None and previous.phase == phase:
+        attempt, deadline = previous.attempt + 1, previous.deadline
     else:
         attempt, deadline = 0, epoch + timeout
     if not done and not failed and backoff.deadline_passed(deadline, epoch):
@@ -120,85 +110,71 @@ def _poll(
     wait = backoff.wait_within(
         attempt, settings.poll_initial_seconds, settings.poll_max_seconds, deadline, epoch
     )
-    return {
-        "phase": phase,
-        "done": done,
-        "failed": failed,
-        "status": status,
-        "reason": reason,
-        "error": error if failed else "",
-        "waitSeconds": 0 if done or failed else wait,
-        "attempt": attempt,
-        "deadline": deadline,
+    return Poll(
+        phase=phase,
+        done=done,
+        failed=failed,
+        status=status,
+        reason=reason,
+        error=error if failed else "",
+        wait_seconds=0 if done or failed else wait,
+        attempt=attempt,
+        deadline=deadline,
         **extra,
-    }
+    )
 
 
 # --- 1. lock ---------------------------------------------------------------------------
 
 
-def acquire_lock(
-    event: dict, clients: Clients, settings: Settings, now: Now = utcnow
-) -> dict[str, Any]:
+def acquire_lock(state: RunState, clients: Clients, settings: Settings, now: Now = utcnow) -> Lock:
     """Take the table's lock for this run; a second run of the table is skipped."""
-    table, run_id = _table_run(event)
     moment = now()
-    result = store.acquire_lock(clients, settings, table, run_id, moment)
-    if not result.acquired:
-        logger.info("run skipped", extra={"table": table, "reason": result.reason})
-        store.put_history(
-            clients,
-            settings,
-            {
-                "targetTableName": table,
-                "runId": run_id,
-                "status": store.SKIPPED,
-                "reason": result.reason,
-                "startedAt": moment.isoformat(),
-                "endedAt": moment.isoformat(),
-            },
+    lock = store.acquire_lock(clients, settings, state.table, state.run_id, moment)
+    if not lock.acquired:
+        logger.info("run skipped", extra={"table": state.table, "reason": lock.reason})
+        record = store.SkippedRecord(
+            target_table_name=state.table,
+            run_id=state.run_id,
+            status=store.SKIPPED,
+            reason=lock.reason,
+            started_at=moment.isoformat(),
+            ended_at=moment.isoformat(),
         )
-    return result.to_dict()
+        store.put_history(clients, settings, record)
+    return lock
 
 
 # --- 2. plan ---------------------------------------------------------------------------
 
 
-def plan_run(event: dict, clients: Clients, settings: Settings, now: Now = utcnow) -> dict:
+def plan_run(state: RunState, clients: Clients, settings: Settings, now: Now = utcnow) -> RunPlan:
     """Validate the item and fix everything the run will do: window, mapping, names, keys."""
-    table, run_id = _table_run(event)
+    table, run_id = state.table, state.run_id
     item = store.load_item(clients, settings, table)
     moment = now()
     plan = plan_window(item, moment, default_safety_lag=settings.safety_lag_seconds)
     mode = item.replication_mode.value if item.replication_mode else settings.replication_mode
-    keys = names.run_keys(
-        settings.staging_prefix, item.output_s3_prefix, item.source_schema, table, run_id
+    run = RunPlan(
+        table=table,
+        run_id=run_id,
+        window=plan,
+        replication_mode=mode,
+        names=names.dms_names(table, run_id),
+        keys=names.run_keys(
+            settings.staging_prefix, item.output_s3_prefix, item.source_schema, table, run_id
+        ),
+        source_schema=item.source_schema,
+        source_table=item.source_table,
+        filter_column=item.filter_column,
+        table_mapping=table_mapping(item, plan),
+        task_settings=task_settings(item),
+        notify_on_success=settings.notify_on_success,
+        schema_changes=item.schema_changes.value,
+        schema_manifest_key=item.run_state.get("schemaManifestKey"),
+        planned_at=moment,
     )
-    run = {
-        "table": table,
-        "runId": run_id,
-        "window": plan.to_dict(),
-        "windowText": plan.describe(),
-        "loadsNothing": plan.loads_nothing,
-        "skipReason": plan.skip_reason,
-        "previousWatermark": plan.previous_watermark,
-        "replicationMode": mode,
-        "names": names.dms_names(table, run_id).to_dict(),
-        "keys": keys.to_dict(),
-        "sourceSchema": item.source_schema,
-        "sourceTable": item.source_table,
-        "filterColumn": item.filter_column,
-        "tableMapping": table_mapping(item, plan),
-        "taskSettings": task_settings(item),
-        "notifyOnSuccess": settings.notify_on_success,
-        "schemaChanges": item.schema_changes.value,
-        "schemaManifestKey": item.run_state.get("schemaManifestKey"),
-        "plannedAt": moment.isoformat(),
-    }
-    logger.info(
-        "run planned",
-        extra={"table": table, "window": run["windowText"], "mode": mode},
-    )
+    logger.info("run planned", extra={"table": table, "window": run.window_text, "mode": mode})
     return run
 
 
@@ -206,72 +182,24 @@ def plan_run(event: dict, clients: Clients, settings: Settings, now: Now = utcno
 
 
 def create_resources(
-    event: dict, clients: Clients, settings: Settings, now: Now = utcnow
-) -> dict[str, Any]:
+    state: RunState, clients: Clients, settings: Settings, now: Now = utcnow
+) -> Resources:
     """Create the run's target endpoint and compute (instance or serverless config)."""
-    table, run_id = _table_run(event)
-    run = event["run"]
-    dms = names.DmsNames(**_names_kwargs(run["names"]))
-    mode = run["replicationMode"]
-    tags = _tags(settings, table, run_id)
-    source_arn = settings.require("source_endpoint_arn")
-    resources: dict[str, Any] = {"mode": mode, "sourceEndpointArn": source_arn}
+    plan: RunPlan = state.part("run")
     # Note the names before creating anything: an aborted run can still be torn down.
-    store.note_history(
-        clients,
-        settings,
-        table,
-        run_id,
-        {"status": store.RUNNING, "replicationMode": mode, "dmsNames": run["names"]},
-    )
-    if mode == "instance":
-        arn = replication.ensure_instance(clients, settings, dms.instance, tags)
-        resources["instanceArn"] = arn
-        resources["instanceCreated"] = True
-    elif mode == "existing":
-        resources["instanceArn"] = settings.require("existing_instance_arn")
-        resources["instanceCreated"] = False
-    resources["targetEndpointArn"] = replication.ensure_target_endpoint(
-        clients, settings, dms.target_endpoint, run["keys"]["stagingFolder"], tags
-    )
-    if mode == "serverless":
-        resources["configArn"] = replication.ensure_config(
-            clients,
-            settings,
-            dms.config,
-            source_arn,
-            resources["targetEndpointArn"],
-            run["tableMapping"],
-            run["taskSettings"],
-            tags,
-        )
-    resources["createdAt"] = now().isoformat()
-    return resources
-
-
-def _names_kwargs(data: Mapping[str, str]) -> dict[str, str]:
-    return {
-        "instance": data["instance"],
-        "target_endpoint": data["targetEndpoint"],
-        "task": data["task"],
-        "config": data["config"],
-    }
+    note = store.RunningNote(replication_mode=plan.replication_mode, dms_names=plan.names)
+    store.note_history(clients, settings, state.table, state.run_id, note)
+    tags = _tags(settings, state.table, state.run_id)
+    return _mode(state, settings).create(clients, settings, plan, tags, now())
 
 
 def check_resources(
-    event: dict, clients: Clients, settings: Settings, now: Now = utcnow
-) -> dict[str, Any]:
+    state: RunState, clients: Clients, settings: Settings, now: Now = utcnow
+) -> Poll:
     """One look at the run's compute: done once the instance is available."""
-    resources = event["resources"]
-    mode = resources["mode"]
-    if mode == "serverless":
-        ready, failed, status = True, False, "config created"
-    else:
-        instance = replication.find_instance_by_arn(clients, resources["instanceArn"])
-        what = f"replication instance {resources['instanceArn']}"
-        ready, failed, status = replication.instance_readiness(instance, what)
+    ready, failed, status = _mode(state, settings).readiness(clients, state.part("resources"))
     return _poll(
-        event,
+        state.poll,
         settings,
         now(),
         phase="resources",
@@ -287,38 +215,18 @@ def check_resources(
 # --- 5./6. load ------------------------------------------------------------------------
 
 
-def start_load(
-    event: dict, clients: Clients, settings: Settings, now: Now = utcnow
-) -> dict[str, Any]:
+def start_load(state: RunState, clients: Clients, settings: Settings, now: Now = utcnow) -> Load:
     """Create the run's full-load task, wait for it to be ready, start it (start-replication)."""
-    table, run_id = _table_run(event)
-    run, resources = event["run"], event["resources"]
-    if resources["mode"] == "serverless":
-        started = replication.start_serverless(clients, resources["configArn"])
-        return {
-            "configArn": resources["configArn"],
-            "startType": "start-replication",
-            "started": started,
-            "startedAt": now().isoformat(),
-        }
-    task = replication.ensure_task(
-        clients,
-        run["names"]["task"],
-        instance_arn=resources["instanceArn"],
-        source_arn=resources["sourceEndpointArn"],
-        target_arn=resources["targetEndpointArn"],
-        table_mapping=run["tableMapping"],
-        task_settings=run["taskSettings"],
-        tags=_tags(settings, table, run_id),
+    request = replication.LoadRequest(
+        plan=state.part("run"),
+        resources=state.part("resources"),
+        tags=_tags(settings, state.table, state.run_id),
+        now=now,
+        until_ready=lambda task: _wait_until_created(
+            clients, task, now, settings.poll_initial_seconds
+        ),
     )
-    task = _wait_until_created(clients, task, now, settings.poll_initial_seconds)
-    started = replication.start_task(clients, task)
-    return {
-        "taskArn": task["ReplicationTaskArn"],
-        "startType": "start-replication",
-        "started": started,
-        "startedAt": now().isoformat(),
-    }
+    return _mode(state, settings).start(clients, request)
 
 
 def _wait_until_created(
@@ -346,20 +254,13 @@ def _wait_until_created(
     return task
 
 
-def check_load(
-    event: dict, clients: Clients, settings: Settings, now: Now = utcnow
-) -> dict[str, Any]:
+def check_load(state: RunState, clients: Clients, settings: Settings, now: Now = utcnow) -> Poll:
     """One look at the load: done only on a clean FULL_LOAD_ONLY_FINISHED (see replication)."""
-    run, load = event["run"], event["load"]
-    tables = (run["sourceTable"], run["table"])
-    if "configArn" in load:
-        verdict = replication.serverless_verdict(
-            clients, load["configArn"], run["sourceSchema"], tables
-        )
-    else:
-        verdict = replication.task_verdict(clients, load["taskArn"], run["sourceSchema"], tables)
+    verdict = _mode(state, settings).verdict(
+        clients, state.part("run"), state.part("resources"), state.part("load")
+    )
     return _poll(
-        event,
+        state.poll,
         settings,
         now(),
         phase="load",
@@ -369,7 +270,7 @@ def check_load(
         status=verdict.status,
         reason=verdict.reason if verdict.failed else "",
         error=replication.LoadFailedError.__name__ if verdict.failed else "",
-        fullLoadRows=verdict.full_load_rows,
+        full_load_rows=verdict.full_load_rows,
     )
 
 
@@ -377,34 +278,29 @@ def check_load(
 
 
 def verify_publish(
-    event: dict, clients: Clients, settings: Settings, now: Now = utcnow
-) -> dict[str, Any]:
+    state: RunState, clients: Clients, settings: Settings, now: Now = utcnow
+) -> Published:
     """Reconcile DMS FullLoadRows with the Parquet footers, then publish with a manifest."""
-    table, run_id = _table_run(event)
-    run, load = event["run"], event["load"]
-    plan, keys = _plan(run), run["keys"]
-    tables = (run["sourceTable"], table)
-    if "configArn" in load:
-        stats = replication.table_statistics(clients, config_arn=load["configArn"])
-    else:
-        stats = replication.table_statistics(clients, task_arn=load["taskArn"])
-    row = replication.table_entry(stats, run["sourceSchema"], tables)
+    table, plan = state.table, state.part("run")
+    keys, window = plan.keys, plan.window
+    stats = _mode(state, settings).statistics(clients, state.part("resources"), state.part("load"))
+    row = replication.table_entry(stats, plan.source_schema, plan.table_names)
     if row is None:
         raise publish.VerificationError(
             f"table {table!r}: DMS table statistics have no entry for "
-            f"{run['sourceSchema']}.{run['sourceTable']}; nothing was published"
+            f"{plan.source}; nothing was published"
         )
     full_load_rows = int(row.get("FullLoadRows", 0) or 0)
     verification = publish.verify(
         clients,
         settings.data_bucket,
-        keys["stagingPrefix"],
+        keys.staging_prefix,
         full_load_rows,
         table=table,
-        filter_column=run["filterColumn"] if plan.is_open else None,
+        filter_column=plan.filter_column if window.is_open else None,
     )
-    watermark = resolve_watermark(plan, verification.loaded_max)
-    limit_kb = lob_limit_kb(run["taskSettings"])
+    watermark = resolve_watermark(window, verification.loaded_max)
+    limit_kb = lob_limit_kb(plan.task_settings)
     warnings = (
         [
             str(w)
@@ -421,43 +317,30 @@ def verify_publish(
         settings.data_bucket,
         verification.schema,
         table=table,
-        run_id=run_id,
-        manifest_key=keys["manifestKey"],
-        previous_key=run.get("schemaManifestKey"),
-        final_prefix=keys["finalPrefix"],
-        policy=SchemaPolicy(run.get("schemaChanges") or SchemaPolicy.COMPATIBLE),
+        run_id=state.run_id,
+        manifest_key=keys.manifest_key,
+        previous_key=plan.schema_manifest_key,
+        final_prefix=keys.final_prefix,
+        policy=SchemaPolicy(plan.schema_changes),
     )
-    manifest = {
-        "runId": run_id,
-        "table": table,
-        "source": f"{run['sourceSchema']}.{run['sourceTable']}",
-        "window": {
-            "mode": plan.mode,
-            "kind": plan.kind.value,
-            "lower": plan.lower,
-            "lowerExclusive": plan.lower_exclusive,
-            "upper": plan.upper,
-            "description": run["windowText"],
-        },
-        "rows": verification.rows,
-        "bytes": verification.bytes,
-        "fullLoadRows": full_load_rows,
-        "watermark": watermark,
-        "previousWatermark": plan.previous_watermark,
-        "loadedMax": verification.loaded_max,
-        "warnings": warnings,
-        **schema.manifest_fields(verification.schema),
-        "createdAt": now().isoformat(),
-    }
+    manifest = publish.Manifest.of_run(
+        plan,
+        verification,
+        full_load_rows=full_load_rows,
+        watermark=watermark,
+        warnings=warnings,
+        schema_fields=schema.manifest_fields(verification.schema),
+        created_at=now(),
+    )
     publish.publish(
         clients,
         settings.data_bucket,
         verification,
-        run_prefix=keys["runPrefix"],
-        manifest_key=keys["manifestKey"],
+        run_prefix=keys.run_prefix,
+        manifest_key=keys.manifest_key,
         manifest=manifest,
     )
-    publish.delete_prefix(clients, settings.data_bucket, keys["stagingPrefix"])
+    publish.delete_prefix(clients, settings.data_bucket, keys.staging_prefix)
     logger.info(
         "run published",
         extra={"table": table, "rows": verification.rows, "files": len(verification.files)},
@@ -466,43 +349,41 @@ def verify_publish(
         logger.warning("LOB values may be truncated", extra={"table": table, "warning": warning})
     if schema.drift.changes:
         logger.warning("schema changed", extra={"table": table, "changes": schema.drift.summary()})
-    return {
-        "warnings": warnings,
-        "rows": verification.rows,
-        "files": len(verification.files),
-        "bytes": verification.bytes,
-        "fullLoadRows": full_load_rows,
-        "loadedMax": verification.loaded_max,
-        "watermark": watermark,
-        "runPrefix": keys["runPrefix"],
-        "manifestKey": keys["manifestKey"],
-        "schemaManifestKey": schema.schema_manifest_key,
-        "schemaChanges": [c.to_dict() for c in schema.drift.changes],
-        "schemaChange": schema.drift.summary() or None,
-    }
+    return Published(
+        warnings=warnings,
+        rows=verification.rows,
+        files=len(verification.files),
+        bytes=verification.bytes,
+        full_load_rows=full_load_rows,
+        loaded_max=verification.loaded_max,
+        watermark=watermark,
+        run_prefix=keys.run_prefix,
+        manifest_key=keys.manifest_key,
+        schema_manifest_key=schema.schema_manifest_key,
+        schema_changes=[c.to_dict() for c in schema.drift.changes],
+        schema_change=schema.drift.summary() or None,
+    )
 
 
 # --- 8. record -------------------------------------------------------------------------
 
 
 def record_success(
-    event: dict, clients: Clients, settings: Settings, now: Now = utcnow
-) -> dict[str, Any]:
+    state: RunState, clients: Clients, settings: Settings, now: Now = utcnow
+) -> Recorded:
     """Commit the watermark and run state (conditional on lock and watermark), add history."""
-    table, run_id = _table_run(event)
-    run = event["run"]
-    plan = _plan(run)
-    outcome = event.get("publish") or {}
-    if run["loadsNothing"]:
-        status = store.SKIPPED if run.get("skipReason") else store.SUCCEEDED
-        watermark = resolve_watermark(plan, None)
+    table, run_id, plan = state.table, state.run_id, state.part("run")
+    window, outcome = plan.window, state.publish
+    if plan.loads_nothing:
+        status = store.SKIPPED if plan.skip_reason else store.SUCCEEDED
+        watermark = resolve_watermark(window, None)
     else:
-        status, watermark = store.SUCCEEDED, outcome.get("watermark")
-    rows, files, size = (int(outcome.get(k, 0) or 0) for k in ("rows", "files", "bytes"))
-    warnings = [str(w) for w in outcome.get("warnings") or []]
-    schema_change = outcome.get("schemaChange")
+        status, watermark = store.SUCCEEDED, outcome.watermark if outcome else None
+    rows, files, size = (outcome.rows, outcome.files, outcome.bytes) if outcome else (0, 0, 0)
+    warnings = list(outcome.warnings) if outcome else []
+    schema_change = outcome.schema_change if outcome else None
     moment = now()
-    window = {"lower": plan.lower, "upper": plan.upper if plan.upper else watermark}
+    loaded = store.RecordedWindow(lower=window.lower, upper=window.upper or watermark)
     committed = store.record_success(
         clients,
         settings,
@@ -511,160 +392,170 @@ def record_success(
         status=status,
         previous_watermark=plan.previous_watermark,
         watermark=watermark,
-        window=window,
+        window=loaded.document(),
         rows=rows,
         files=files,
         now=moment,
-        schema_manifest_key=outcome.get("schemaManifestKey"),
+        schema_manifest_key=outcome.schema_manifest_key if outcome else None,
         schema_change=f"run {run_id}: {schema_change}" if schema_change else None,
     )
-    started = datetime.fromisoformat(run["plannedAt"])
     # Written even when this is a retry of an already committed call: the first attempt
     # may have committed and then failed writing this record (put is idempotent).
-    store.put_history(
-        clients,
-        settings,
-        {
-            "targetTableName": table,
-            "runId": run_id,
-            "status": status,
-            "window": window,
-            "windowText": run["windowText"],
-            "skipReason": run.get("skipReason"),
-            "rows": rows,
-            "files": files,
-            "bytes": size,
-            "watermark": watermark,
-            "previousWatermark": plan.previous_watermark,
-            "manifestKey": outcome.get("manifestKey"),
-            "replicationMode": run["replicationMode"],
-            "dmsNames": run["names"],
-            "startedAt": run["plannedAt"],
-            "endedAt": moment.isoformat(),
-            **({"warnings": warnings} if warnings else {}),
-            **({"schemaChanges": outcome["schemaChanges"]} if schema_change else {}),
-        },
+    record = store.SuccessRecord(
+        target_table_name=table,
+        run_id=run_id,
+        status=status,
+        window=loaded,
+        window_text=plan.window_text,
+        skip_reason=plan.skip_reason,
+        rows=rows,
+        files=files,
+        bytes=size,
+        watermark=watermark,
+        previous_watermark=plan.previous_watermark,
+        manifest_key=outcome.manifest_key if outcome else None,
+        replication_mode=plan.replication_mode,
+        dms_names=plan.names,
+        started_at=plan.planned_at.isoformat(),
+        ended_at=moment.isoformat(),
+        warnings=warnings,
+        schema_changes=list(outcome.schema_changes) if outcome and schema_change else [],
     )
+    store.put_history(clients, settings, record)
     if committed:
         run_metrics(
             table,
             rows=rows,
             files=files,
             size=size,
-            seconds=(moment - started).total_seconds(),
+            seconds=(moment - plan.planned_at).total_seconds(),
         )
     logger.info("run recorded", extra={"table": table, "status": status, "watermark": watermark})
-    result = {
-        "status": status,
-        "watermark": watermark,
-        "previousWatermark": plan.previous_watermark,
-        "rows": rows,
-        "files": files,
-        "alreadyRecorded": not committed,
-    }
     notes = [*warnings, *([f"schema changed: {schema_change}"] if schema_change else [])]
-    if notes:  # the state machine notifies whenever this is present
-        result["warning"] = " | ".join(notes)
-    return result
+    return Recorded(
+        status=status,
+        watermark=watermark,
+        previous_watermark=plan.previous_watermark,
+        rows=rows,
+        files=files,
+        already_recorded=not committed,
+        # the state machine notifies whenever this is present
+        warning=" | ".join(notes) if notes else None,
+    )
 
 
-def _error_text(error: Mapping[str, Any] | None) -> tuple[str, str]:
+def _error_text(error: CaughtError | None) -> tuple[str, str]:
     """(error name, readable message) of a Step Functions Catch result."""
-    if not error:
+    if error is None:
         return "Unknown", "the run failed without an error description"
-    name = str(error.get("Error", "Unknown"))
-    cause = error.get("Cause", "")
+    cause = error.Cause
     try:
-        parsed = json.loads(cause) if isinstance(cause, str) and cause.startswith("{") else None
+        parsed = json.loads(cause) if cause.startswith("{") else None
     except json.JSONDecodeError:
         parsed = None
-    message = str(parsed.get("errorMessage", cause)) if isinstance(parsed, dict) else str(cause)
-    return name, message
+    message = str(parsed.get("errorMessage", cause)) if isinstance(parsed, dict) else cause
+    return error.Error, message
 
 
 def record_failure(
-    event: dict, clients: Clients, settings: Settings, now: Now = utcnow
-) -> dict[str, Any]:
+    state: RunState, clients: Clients, settings: Settings, now: Now = utcnow
+) -> Failure:
     """Delete staging and any output of this run, mark the run FAILED, release the lock.
 
     The watermark never moves here. A run whose success was already committed (a later
     step such as teardown failed) keeps its published output.
     """
-    table, run_id = _table_run(event)
-    run = event.get("run") or {}
-    name, message = _error_text(event.get("error"))
+    keys = state.run.keys if state.run else None
+    return _fail(
+        state, clients, settings, now, keys, state.replication_mode(settings.replication_mode)
+    )
+
+
+def _fail(
+    state: RunState,
+    clients: Clients,
+    settings: Settings,
+    now: Now,
+    keys: RunKeys | None,
+    mode: str,
+) -> Failure:
+    table, run_id, plan = state.table, state.run_id, state.run
+    name, message = _error_text(state.error)
     moment = now()
     committed = store.run_committed(clients, settings, table, run_id)
-    keys = run.get("keys") or {}
     deleted = 0
     if not committed:
-        staging = names.as_prefix(names.staging_folder(settings.staging_prefix, table, run_id))
         deleted = publish.cleanup_run(
             clients,
             settings.data_bucket,
-            staging_prefix=staging,
-            run_prefix=keys.get("runPrefix"),
-            manifest_key=keys.get("manifestKey"),
+            staging_prefix=_staging_prefix(settings, table, run_id),
+            run_prefix=keys.run_prefix if keys else None,
+            manifest_key=keys.manifest_key if keys else None,
         )
-    window = None
-    if run.get("window"):
-        plan = _plan(run)
-        window = {"lower": plan.lower, "upper": plan.upper}
+    window = (
+        store.RecordedWindow(lower=plan.window.lower, upper=plan.window.upper) if plan else None
+    )
     text = f"{name}: {message}"
     updated = False
     if committed:
-        store.note_history(clients, settings, table, run_id, {"postCommitError": text})
+        note = store.PostCommitNote(post_commit_error=text)
+        store.note_history(clients, settings, table, run_id, note)
     else:
         updated = store.record_failure(
-            clients, settings, table, run_id, error=text, window=window, now=moment
-        )
-        store.put_history(
             clients,
             settings,
-            {
-                "targetTableName": table,
-                "runId": run_id,
-                "status": store.FAILED,
-                "error": text[: store.ERROR_TEXT_MAX],
-                "window": window,
-                "windowText": run.get("windowText"),
-                "previousWatermark": run.get("previousWatermark"),
-                "replicationMode": _mode(event, settings),
-                "dmsNames": names.dms_names(table, run_id).to_dict(),
-                "startedAt": run.get("plannedAt"),
-                "endedAt": moment.isoformat(),
-                "objectsDeleted": deleted,
-            },
+            table,
+            run_id,
+            error=text,
+            window=window.document() if window else None,
+            now=moment,
         )
+        record = store.FailureRecord(
+            target_table_name=table,
+            run_id=run_id,
+            status=store.FAILED,
+            error=text[: store.ERROR_TEXT_MAX],
+            window=window,
+            window_text=plan.window_text if plan else None,
+            previous_watermark=plan.previous_watermark if plan else None,
+            replication_mode=mode,
+            dms_names=_names(state),
+            started_at=plan.planned_at.isoformat() if plan else None,
+            ended_at=moment.isoformat(),
+            objects_deleted=deleted,
+        )
+        store.put_history(clients, settings, record)
     failure_metric(table)
     logger.error(
         "run failed",
         extra={"table": table, "error": name, "committed": committed, "itemUpdated": updated},
     )
-    return {
-        "status": store.SUCCEEDED if committed else store.FAILED,
-        "error": name,
-        "message": message[:1000],
-        "committed": committed,
-        "itemUpdated": updated,
-        "objectsDeleted": deleted,
-    }
+    return Failure(
+        status=store.SUCCEEDED if committed else store.FAILED,
+        error=name,
+        message=message[:1000],
+        committed=committed,
+        item_updated=updated,
+        objects_deleted=deleted,
+    )
+
+
+def _staging_prefix(settings: Settings, table: str, run_id: str) -> str:
+    # From the stack's staging prefix, not the plan: a run may fail before it has one.
+    return names.as_prefix(names.staging_folder(settings.staging_prefix, table, run_id))
 
 
 # --- 9. teardown -----------------------------------------------------------------------
 
 
-def teardown(event: dict, clients: Clients, settings: Settings, now: Now = utcnow) -> dict:
+def teardown(state: RunState, clients: Clients, settings: Settings, now: Now = utcnow) -> Poll:
     """One pass of deleting the run's DMS resources (found by their per-run names)."""
-    table, run_id = _table_run(event)
-    outcome = replication.teardown_pass(
-        clients, names.dms_names(table, run_id), _mode(event, settings)
-    )
-    phase = "teardown-after-failure" if event.get("error") else "teardown"
+    outcome = _mode(state, settings).teardown(clients, _names(state))
+    phase = "teardown-after-failure" if state.error else "teardown"
     remaining = outcome["remaining"]
     why = "; ".join(outcome.get("notes") or [])
     return _poll(
-        event,
+        state.poll,
         settings,
         now(),
         phase=phase,
@@ -686,8 +577,8 @@ ABORT_CLEANUP_SECONDS = 780  # stay inside a 15-minute Lambda
 
 
 def cleanup_aborted(
-    event: dict, clients: Clients, settings: Settings, now: Now = utcnow
-) -> dict[str, Any]:
+    event: ExecutionStatusChange, clients: Clients, settings: Settings, now: Now = utcnow
+) -> AbortedCleanup | IgnoredChange:
     """Handle an EventBridge "Step Functions Execution Status Change" for ABORTED/TIMED_OUT.
 
     No Catch runs when an execution is stopped or times out, so this does what the
@@ -695,14 +586,14 @@ def cleanup_aborted(
     the run's DMS resources down (found by name). Raises TransientError if teardown
     is not finished in time, so the asynchronous invoke is retried.
     """
-    detail = event.get("detail") or {}
-    status = str(detail.get("status", ""))
-    if status not in ("ABORTED", "TIMED_OUT"):
-        return {"ignored": True, "status": status}
-    state = json.loads(detail.get("input") or "{}")
-    table, run_id = _table_run(state)
+    detail = event.detail
+    if detail.status not in ("ABORTED", "TIMED_OUT"):
+        return IgnoredChange(status=detail.status)
+    started = RunInput.model_validate_json(detail.input or "{}")
+    table, run_id = started.table, started.run_id
     history = store.get_history(clients, settings, table, run_id) or {}
-    run: dict[str, Any] = {"replicationMode": history.get("replicationMode")}
+    mode = str(history.get("replicationMode") or settings.replication_mode)
+    keys = None
     plain = store.get_item(clients, settings, table)
     if plain is not None:
         try:
@@ -710,31 +601,32 @@ def cleanup_aborted(
             keys = names.run_keys(
                 settings.staging_prefix, item.output_s3_prefix, item.source_schema, table, run_id
             )
-            run["keys"] = keys.to_dict()
         except DeltaloadError:
             pass  # an invalid item: nothing can have been published
     # The event carries the error and cause given to StopExecution, when there were any
     # (https://docs.aws.amazon.com/step-functions/latest/dg/cw-events.html).
-    error = str(detail.get("error") or f"Execution{status.title().replace('_', '')}")
-    state = {**state, "run": run, "error": {"Error": error, "Cause": detail.get("cause") or status}}
-    failure = record_failure(state, clients, settings, now)
+    error = CaughtError(
+        Error=detail.error or f"Execution{detail.status.title().replace('_', '')}",
+        Cause=detail.cause or detail.status,
+    )
+    state = RunState(table=table, run_id=run_id, error=error)
+    failure = _fail(state, clients, settings, now, keys, mode)
+    strategy = replication.strategy(mode)
     deadline = now().timestamp() + ABORT_CLEANUP_SECONDS
     attempt = 0
     while True:
-        outcome = replication.teardown_pass(
-            clients, names.dms_names(table, run_id), _mode(state, settings)
-        )
+        outcome = strategy.teardown(clients, _names(state))
         if outcome["done"]:
-            if not failure["committed"]:
+            if not failure.committed:
                 # A load that was still running wrote on until teardown stopped its task:
-                # what it staged after record_failure's clean-up goes now.
-                staging = names.as_prefix(
-                    names.staging_folder(settings.staging_prefix, table, run_id)
+                # what it staged after the failure path's clean-up goes now.
+                late = publish.delete_prefix(
+                    clients, settings.data_bucket, _staging_prefix(settings, table, run_id)
                 )
-                failure["objectsDeleted"] += publish.delete_prefix(
-                    clients, settings.data_bucket, staging
+                failure = failure.model_copy(
+                    update={"objects_deleted": failure.objects_deleted + late}
                 )
-            return {"failure": failure, "teardown": outcome}
+            return AbortedCleanup(failure=failure, teardown=outcome)
         moment = now().timestamp()
         if backoff.deadline_passed(deadline, moment):
             why = "; ".join(outcome.get("notes") or [])

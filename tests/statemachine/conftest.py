@@ -48,7 +48,7 @@ def _build(monkeypatch: pytest.MonkeyPatch, base: Settings) -> dict[str, Any]:
     modules = {}
     for logical_id, folder in harness.FOLDERS.items():
         module = harness.load_handler(folder)
-        monkeypatch.setattr(module, "dependencies", lambda: (settings, clients))
+        module.step.container.provide(settings, clients)
         modules[logical_id] = module
     router = harness.LambdaRouter(modules)
     router.install()

@@ -16,7 +16,7 @@ ENV = {"CONTROLLER_TABLE": "c", "HISTORY_TABLE": "h", "DATA_BUCKET": "b"}
 
 @given(table=st.text(min_size=1, max_size=300), run_id=st.text(min_size=1, max_size=90))
 def test_every_dms_identifier_is_one_dms_accepts(table: str, run_id: str) -> None:
-    for identifier in names.dms_names(table, run_id).to_dict().values():
+    for identifier in names.dms_names(table, run_id).identifiers():
         assert names.is_dms_identifier(identifier), identifier
         assert len(identifier) <= 63
         assert "--" not in identifier and not identifier.endswith("-")
@@ -32,7 +32,7 @@ def test_identifiers_differ_per_run_and_per_kind() -> None:
     first = names.dms_names("ORDERS__2024", "ORDERS-20240101T0000Z")
     second = names.dms_names("ORDERS__2024", "ORDERS-20240101T0100Z")
     assert first != second
-    assert len(set(first.to_dict().values())) == 4
+    assert len(set(first.identifiers())) == 4
     assert first.instance.startswith("dl-ri-orders-2024-")
 
 

@@ -97,6 +97,31 @@ class _RecordingS3:
         return attribute
 
 
+def _manifest(verification: publish.Verification) -> publish.Manifest:
+    window = publish.ManifestWindow(
+        mode="incremental",
+        kind="integer",
+        lower="1",
+        lower_exclusive=False,
+        upper=None,
+        description="[1, max loaded value]",
+    )
+    return publish.Manifest(
+        run_id="r1",
+        table="orders",
+        source="sales.orders",
+        window=window,
+        rows=verification.rows,
+        bytes=verification.bytes,
+        full_load_rows=verification.rows,
+        watermark="3",
+        previous_watermark=None,
+        loaded_max="3",
+        warnings=[],
+        created_at="2024-05-01T12:00:00+00:00",
+    )
+
+
 def test_publish_copies_files_then_writes_the_manifest_last(clients: Clients) -> None:
     _stage(clients, "staging/orders/r1/", [[{"id": 1}], [{"id": 2}, {"id": 3}]])
     verification = publish.verify(clients, BUCKET, "staging/orders/r1/", 3, table="orders")
@@ -109,7 +134,7 @@ def test_publish_copies_files_then_writes_the_manifest_last(clients: Clients) ->
         verification,
         run_prefix="out/sales/orders/run=r1/",
         manifest_key=manifest_key,
-        manifest={"runId": "r1", "rows": 3},
+        manifest=_manifest(verification),
     )
     assert recorder.writes[-1] == manifest_key
     assert recorder.writes[:-1] == [

@@ -8,14 +8,16 @@ guide ("AWS DMS Serverless components"); see docs/aws-fidelity.md, "Statuses".
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
 
-from deltaload import names, replication, workflow
+from deltaload import names, replication
 from deltaload.aws import Clients
+from deltaload.handlers import run_step
 from deltaload.settings import Settings
 from tests.workflow.conftest import NOW
 
@@ -227,14 +229,11 @@ def test_teardown_keeps_refusals_apart_by_backoff_and_gives_up_at_its_deadline(
     """A replication DMS never lets go of: each pass waits longer, and the deadline ends it."""
     stub = StubDms("stopped", serverless=True, refuse={"delete_replication_config"})
     clients = Clients(overrides={"dms": stub})
-    event: dict[str, Any] = {
-        "table": "orders",
-        "runId": "orders-20240501T120000Z",
-        "run": {"replicationMode": "serverless"},
-    }
+    event: dict[str, Any] = {"table": "orders", "runId": "orders-20240501T120000Z"}
+    serverless = replace(settings, replication_mode="serverless")  # a run planned serverless
     moment, waits = NOW, []
     while True:
-        poll = workflow.teardown(event, clients, settings, now=lambda m=moment: m)
+        poll = run_step("teardown", event, clients, serverless, lambda m=moment: m)["poll"]
         if poll["failed"]:
             break
         assert not poll["done"] and "DMS refused the delete" in poll["reason"]

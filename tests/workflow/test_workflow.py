@@ -15,6 +15,7 @@ import pytest
 
 from deltaload import store, workflow
 from deltaload.aws import Clients
+from deltaload.handlers import run_step
 from deltaload.settings import Settings
 from tests.workflow.conftest import NOW, get_item, keys_under, put_item
 from tests.workflow.fake_dms import FakeDms
@@ -41,7 +42,7 @@ def drive(state: dict, clients: Clients, settings: Settings, now=None) -> dict[s
     now = now or clock()
 
     def step(name: str) -> None:
-        state[workflow.STEP_KEYS[name]] = getattr(workflow, name)(state, clients, settings, now)
+        state.update(run_step(name, state, clients, settings, now))
 
     def loop(name: str) -> bool:
         for _ in range(50):
@@ -197,10 +198,10 @@ def test_watermark_conditional_write_losing_unpublishes_the_run(
     now = clock()
     state = start()
     for name in ("acquire_lock", "plan_run", "create_resources", "check_resources"):
-        state[workflow.STEP_KEYS[name]] = getattr(workflow, name)(state, clients, settings, now)
-    state["load"] = workflow.start_load(state, clients, settings, now)
-    state["poll"] = workflow.check_load(state, clients, settings, now)
-    state["publish"] = workflow.verify_publish(state, clients, settings, now)
+        state.update(run_step(name, state, clients, settings, now))
+    state.update(run_step("start_load", state, clients, settings, now))
+    state.update(run_step("check_load", state, clients, settings, now))
+    state.update(run_step("verify_publish", state, clients, settings, now))
     assert keys_under(clients, "lake", "datalake/")
     clients.dynamodb.update_item(  # an operator reset the watermark meanwhile
         TableName=settings.controller_table,
@@ -209,9 +210,9 @@ def test_watermark_conditional_write_losing_unpublishes_the_run(
         ExpressionAttributeValues={":w": {"S": "100"}},
     )
     with pytest.raises(store.WatermarkConflictError):
-        workflow.record_success(state, clients, settings, now)
+        run_step("record_success", state, clients, settings, now)
     state["error"] = {"Error": "WatermarkConflictError", "Cause": "moved"}
-    failure = workflow.record_failure(state, clients, settings, now)
+    failure = run_step("record_failure", state, clients, settings, now)["failure"]
     assert failure["objectsDeleted"] >= 2 and not failure["committed"]
     assert keys_under(clients, "lake") == []  # the half-published run is gone
     item = get_item(clients, settings)
@@ -227,7 +228,7 @@ def test_failure_after_commit_keeps_the_published_run(
     assert state["end"] == "Succeeded"
     published = keys_under(clients, "lake")
     state["error"] = {"Error": "WaitTimeoutError", "Cause": "teardown did not finish"}
-    failure = workflow.record_failure(state, clients, settings)
+    failure = run_step("record_failure", state, clients, settings)["failure"]
     assert failure["committed"] and failure["objectsDeleted"] == 0
     assert keys_under(clients, "lake") == published
     assert get_item(clients, settings)["lastRunStatus"] == "SUCCEEDED"
@@ -241,7 +242,7 @@ def test_retried_record_success_does_not_fail_the_run(
     put_item(clients, settings)
     dms.load_rows = _rows(2)
     state = drive(start(), clients, settings)
-    again = workflow.record_success(state, clients, settings)
+    again = run_step("record_success", state, clients, settings)["recorded"]
     assert again["alreadyRecorded"] is True
 
 
@@ -249,7 +250,7 @@ def test_second_run_is_skipped_with_the_holders_run_id(
     dms: FakeDms, clients: Clients, settings: Settings
 ) -> None:
     put_item(clients, settings)
-    workflow.acquire_lock(start(run_id="first"), clients, settings)
+    run_step("acquire_lock", start(run_id="first"), clients, settings)
     state = drive(start(run_id="second"), clients, settings)
     assert state["end"] == "Skipped" and "first" in state["lock"]["reason"]
     assert dms.calls == []
@@ -280,11 +281,11 @@ def test_resources_that_never_become_available_time_out(
 
 
 def test_poll_waits_back_off_and_are_capped(settings: Settings) -> None:
-    event: dict[str, Any] = {}
+    poll = None
     waits = []
     for n in range(7):
-        event["poll"] = workflow._poll(
-            event,
+        poll = workflow._poll(
+            poll,
             settings,
             NOW + timedelta(seconds=n),
             phase="load",
@@ -293,7 +294,7 @@ def test_poll_waits_back_off_and_are_capped(settings: Settings) -> None:
             failed=False,
             status="running",
         )
-        waits.append(event["poll"]["waitSeconds"])
+        waits.append(poll.document()["waitSeconds"])
     assert waits == [30, 60, 120, 240, 300, 300, 300]
 
 
@@ -360,13 +361,13 @@ def test_aborted_execution_is_cleaned_up_outside_the_state_machine(
     now = clock()
     state = start()
     for name in ("acquire_lock", "plan_run", "create_resources", "check_resources"):
-        state[workflow.STEP_KEYS[name]] = getattr(workflow, name)(state, clients, settings, now)
-    state["load"] = workflow.start_load(state, clients, settings, now)  # then: StopExecution
+        state.update(run_step(name, state, clients, settings, now))
+    state.update(run_step("start_load", state, clients, settings, now))  # then: StopExecution
     event = {
         "detail-type": "Step Functions Execution Status Change",
         "detail": {"status": "ABORTED", "input": json.dumps(start())},
     }
-    result = workflow.cleanup_aborted(event, clients, settings, now)
+    result = run_step("cleanup_aborted", event, clients, settings, now)
     assert result["teardown"]["done"]
     assert not (dms.tasks or dms.endpoints or dms.instances) and dms.violations == []
     item = get_item(clients, settings)

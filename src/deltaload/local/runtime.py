@@ -336,7 +336,7 @@ class LocalRuntime:
 
         arn = self.execution_arn(run_id)
         if arn not in self._dms_keys:
-            ids = dms_names(table, run_id).to_dict().values()
+            ids = dms_names(table, run_id).identifiers()
             self._dms_keys[arn] = frozenset(str(i).lower() for i in ids)
         self._local.dms_keys = self._dms_keys[arn]
         return arn
