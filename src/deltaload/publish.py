@@ -22,15 +22,11 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from deltaload.aws import Clients, transient_errors
-from deltaload.errors import DeltaloadError
+from deltaload.errors import DeltaloadError, VerificationError
 from deltaload.observability import logger
 from deltaload.parquet_footer import FooterError, max_exact_flags
 
 DELETE_BATCH = 1000
-
-
-class VerificationError(DeltaloadError):
-    """The staged files do not match what DMS says it loaded; nothing is published."""
 
 
 class S3RangeFile(io.RawIOBase):

@@ -16,24 +16,18 @@ from botocore.exceptions import ClientError
 
 from deltaload import items
 from deltaload.aws import Clients, error_code, transient_errors
-from deltaload.errors import DeltaloadError, InvalidItemError
+from deltaload.errors import (
+    InvalidItemError,
+    ItemNotFoundError,
+    LockLostError,
+    OnboardRefusedError,
+    WatermarkConflictError,
+)
 from deltaload.settings import Settings
 
 KEY = "targetTableName"
 RUNNING, SUCCEEDED, FAILED, SKIPPED = "RUNNING", "SUCCEEDED", "FAILED", "SKIPPED"
 ERROR_TEXT_MAX = 2000
-
-
-class ItemNotFoundError(DeltaloadError):
-    """There is no controller item for the table a run was started for."""
-
-
-class LockLostError(DeltaloadError):
-    """The run no longer holds the table's lock (it expired and another run took it)."""
-
-
-class WatermarkConflictError(DeltaloadError):
-    """The watermark moved since the run planned its window; the run must not commit."""
 
 
 @dataclass(frozen=True)
@@ -298,17 +292,6 @@ LOCK_FREE = (
     "(attribute_not_exists(lockOwner) OR NOT attribute_type(lockExpiresAt, :number)"
     " OR lockExpiresAt < :now)"
 )
-
-
-class OnboardRefusedError(DeltaloadError):
-    """onboard refused: ``refusals`` names each table and why; ``written`` what was already
-    committed by earlier transactions (empty unless more than 100 items were given)."""
-
-    def __init__(self, refusals: list[str], written: list[str] | None = None) -> None:
-        self.refusals = list(refusals)
-        self.written = list(written or [])
-        done = f"; already written: {', '.join(self.written)}" if self.written else ""
-        super().__init__("; ".join(self.refusals) + done)
 
 
 def onboard_items(

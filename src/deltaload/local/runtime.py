@@ -44,10 +44,11 @@ from botocore.exceptions import ClientError
 from deltaload import store
 from deltaload.local import faults as fault_points
 from deltaload.local.dms import LocalDms, Timing
+from deltaload.local.errors import Interrupted, LocalRuntimeError
 from deltaload.local.faults import AwsFaults
 from deltaload.local.persistence import PERSISTED_TABLES, LockHolder, StateFolder, command_line
 from deltaload.local.s3 import DiskS3
-from deltaload.local.source import LocalRuntimeError, Source
+from deltaload.local.source import Source
 from deltaload.local.template import ACCOUNT, REGION, LocalFunction, Template
 
 # Short waits locally: the state machine takes every wait from the monitoring step.
@@ -61,14 +62,6 @@ LOCAL_ENVIRONMENT = {
 SOURCE_SECRET_NAME = "deltaload-local/source"
 # Every DynamoDB operation that can change a table: each one is written through.
 WRITE_OPERATIONS = ("PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems")
-
-
-class Interrupted(LocalRuntimeError):
-    """The command was interrupted (SIGINT or SIGTERM); its runs went through the failure path."""
-
-    def __init__(self, message: str, executions: list[ExecutionResult]) -> None:
-        super().__init__(message)
-        self.executions = executions
 
 
 @dataclass
