@@ -608,7 +608,7 @@ def demo(
     except StateFolderBusyError as error:
         raise fail(str(error)) from None
     try:
-        run_demo(console, runtime, Options.state_dir, rows)
+        run_demo(console, runtime, Options.state_dir, rows, project_root())
     finally:
         lock.release()
 
