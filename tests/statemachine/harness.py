@@ -22,10 +22,10 @@ from urllib.parse import unquote
 import boto3
 from botocore.awsrequest import AWSResponse
 
+from deltaload.local.account import ACCOUNT, REGION
+
 ROOT = Path(__file__).resolve().parents[2]
 ASL = ROOT / "statemachine" / "load_table.asl.json"
-ACCOUNT = "123456789012"
-REGION = "us-east-1"
 FOLDERS = {
     "AcquireLockFunction": "acquire_lock",
     "PlanRunFunction": "plan_run",

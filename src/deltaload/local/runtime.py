@@ -43,13 +43,14 @@ from botocore.exceptions import ClientError
 
 from deltaload import store
 from deltaload.local import faults as fault_points
+from deltaload.local.account import ACCOUNT, REGION
 from deltaload.local.dms import LocalDms, Timing
 from deltaload.local.errors import Interrupted, LocalRuntimeError
 from deltaload.local.faults import AwsFaults
 from deltaload.local.persistence import PERSISTED_TABLES, LockHolder, StateFolder, command_line
 from deltaload.local.s3 import DiskS3
 from deltaload.local.source import Source
-from deltaload.local.template import ACCOUNT, REGION, LocalFunction, Template
+from deltaload.local.template import LocalFunction, Template
 
 # Short waits locally: the state machine takes every wait from the monitoring step.
 LOCAL_ENVIRONMENT = {

@@ -17,10 +17,9 @@ from typing import Any
 import yaml
 from cfn_tools.yaml_loader import construct_mapping, multi_constructor
 
+from deltaload.local.account import ACCOUNT, REGION
 from deltaload.local.errors import TemplateError
 
-REGION = "us-east-1"
-ACCOUNT = "123456789012"
 STACK = "deltaload-local"
 _NO_VALUE = object()
 
