@@ -45,6 +45,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from deltaload.local.account import REGION
+
 DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 CASES = (
     "engine-full",
@@ -179,11 +181,11 @@ def case_engine(args: argparse.Namespace, delta: bool, folder_s3: bool = False) 
     from deltaload.local.dms import LocalDms, Quotas, Timing
 
     os.environ.update(
-        AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench", AWS_DEFAULT_REGION="us-east-1"
+        AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench", AWS_DEFAULT_REGION=REGION
     )
     zero = Timing(**{name: 0.0 for name in Timing.__dataclass_fields__})
     with mock_aws():
-        session = boto3.Session(region_name="us-east-1")
+        session = boto3.Session(region_name=REGION)
         session.client("s3").create_bucket(Bucket="bench")
         out = Path(args.workdir) / "engine-fs"
         shutil.rmtree(out, ignore_errors=True)

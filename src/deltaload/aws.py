@@ -10,7 +10,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from deltaload.errors import DeltaloadError
+from deltaload.errors import TransientError
 
 # Codes AWS answers when a call may succeed if simply repeated later.
 THROTTLING_CODES = frozenset(
@@ -30,10 +30,6 @@ THROTTLING_CODES = frozenset(
         "InternalServerError",
     }
 )
-
-
-class TransientError(DeltaloadError):
-    """AWS kept throttling or failing transiently after the SDK's retries; retry the step."""
 
 
 def error_code(error: ClientError) -> str:

@@ -308,150 +308,27 @@ def _stack_output(session: Any, stack: str, key: str) -> str:
     raise fail(f"stack {stack!r} has no output {key}")
 
 
-# DynamoDB's TransactWriteItems takes at most 100 actions:
-# https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_TransactWriteItems.html
-TRANSACTION_MAX_ITEMS = 100
-
-
 def _put_preserving_state(
     client: Any, table_name: str, items: list[dict[str, Any]], reset: bool
 ) -> list[str]:
-    """Put the items, keeping each table's watermark and run state unless ``reset``.
+    """Onboard the items through ``client`` (store.onboard_items); a refusal is exit 1."""
+    from deltaload.aws import Clients
+    from deltaload.store import OnboardRefusedError, onboard_items
 
-    Every item is checked before anything is written: a table whose run holds its lock, or
-    whose recorded watermark belongs to another filter column or kind, refuses the whole
-    command. The writes are then transactions conditioned on what was read (no lock taken,
-    the watermark unchanged), so a run starting in between refuses them too.
-    """
-    from botocore.exceptions import ClientError
-
-    from deltaload.items import from_dynamodb
-
-    now = int(datetime.now(UTC).timestamp())
-    writes: list[dict[str, Any]] = []
-    refusals: list[str] = []
-    for item in items:
-        key = {"targetTableName": {"S": item["targetTableName"]}}
-        raw = client.get_item(TableName=table_name, Key=key, ConsistentRead=True).get("Item", {})
-        existing = from_dynamodb(raw)
-        merged, refusal = _merge_state(item, existing, reset, now)
-        if refusal:
-            refusals.append(refusal)
-            continue
-        writes.append(_conditional_put(table_name, merged, existing, now))
-    if refusals:
-        for refusal in refusals:
+    try:
+        return onboard_items(
+            Clients(overrides={"dynamodb": client}),
+            table_name,
+            items,
+            reset=reset,
+            now=datetime.now(UTC),
+        )
+    except OnboardRefusedError as refused:
+        for refusal in refused.refusals:
             errors.print(f"[red]refused[/red] {escape(refusal)}", highlight=False)
-        raise fail("nothing was written: fix the items above first")
-    written: list[str] = []
-    for start in range(0, len(writes), TRANSACTION_MAX_ITEMS):
-        chunk = writes[start : start + TRANSACTION_MAX_ITEMS]
-        try:
-            client.transact_write_items(TransactItems=chunk)
-        except ClientError as error:
-            done = f"; already written: {', '.join(written)}" if written else ""
-            nothing = "" if written else "nothing was written: "
-            raise fail(
-                f"{nothing}a run started or an item changed while onboarding "
-                f"({error.response.get('Error', {}).get('Message', error)}); onboard again"
-                f"{done}"
-            ) from None
-        written += [w["Put"]["Item"]["targetTableName"]["S"] for w in chunk]
-    return written
-
-
-def _merge_state(
-    item: dict[str, Any], existing: dict[str, Any], reset: bool, now: int
-) -> tuple[dict[str, Any], str | None]:
-    """The item to write (with the run state it keeps) or why it must not be written."""
-    from deltaload.items import RUN_STATE_ATTRIBUTES
-
-    table = item["targetTableName"]
-    if existing.get("lockOwner") and _number(existing.get("lockExpiresAt")) > now:
-        return {}, (
-            f"{table}: run {existing['lockOwner']} holds the lock; "
-            "onboard again when it has finished"
-        )
-    merged = {k: v for k, v in item.items() if k not in RUN_STATE_ATTRIBUTES}
-    if reset:
-        return merged, None
-    kept = {
-        k: v
-        for k, v in existing.items()
-        if k in RUN_STATE_ATTRIBUTES and k not in ("lockOwner", "lockExpiresAt")
-    }
-    watermark = kept.get("watermark")
-    if watermark is not None:
-        reason = _watermark_mismatch(item, existing, {**merged, "watermark": watermark})
-        if reason:
-            return {}, (
-                f"{table}: the recorded watermark {watermark!r} {reason}; pass --reset to "
-                "drop it (and the run state) so the next run starts from startvalue, "
-                "or onboard the item with its previous filter"
-            )
-    return merged | kept, None
-
-
-def _watermark_mismatch(
-    item: dict[str, Any], existing: dict[str, Any], merged: dict[str, Any]
-) -> str | None:
-    """Why the existing watermark cannot stay on the new item, or None when it can."""
-    from deltaload.items import parse_item
-
-    old_column = existing.get("filtercolumn")
-    if old_column != item.get("filtercolumn"):
-        return f"was recorded on filter column {old_column!r}, not {item.get('filtercolumn')!r}"
-    try:
-        old_item = parse_item(existing)
-    except InvalidItemError:
-        old_item = None
-    new_kind = item.get("filtercolumntype")
-    if old_item is not None and old_item.filter_column_type.value != new_kind:
-        return (
-            f"was recorded for {old_item.filter_column_type.value} values of {old_column!r}, "
-            f"not {new_kind} ones"
-        )
-    try:
-        parse_item(merged)
-    except InvalidItemError as error:
-        return "does not fit the new item (" + "; ".join(str(p) for p in error.problems) + ")"
-    return None
-
-
-def _conditional_put(
-    table_name: str, merged: dict[str, Any], existing: dict[str, Any], now: int
-) -> dict[str, Any]:
-    """A TransactWriteItems Put that only succeeds if no run took the lock or moved the
-    watermark since the item was read."""
-    from deltaload.items import to_dynamodb
-
-    # A lock whose expiry is not a number counts as expired, as _merge_state read it.
-    condition = (
-        "(attribute_not_exists(lockOwner) OR NOT attribute_type(lockExpiresAt, :number)"
-        " OR lockExpiresAt < :now)"
-    )
-    values: dict[str, Any] = {":now": {"N": str(now)}, ":number": {"S": "N"}}
-    if "watermark" in existing:
-        condition += " AND watermark = :seen"
-        values[":seen"] = to_dynamodb({"w": existing["watermark"]})["w"]
-    else:
-        condition += " AND attribute_not_exists(watermark)"
-    return {
-        "Put": {
-            "TableName": table_name,
-            "Item": to_dynamodb(merged),
-            "ConditionExpression": condition,
-            "ExpressionAttributeValues": values,
-        }
-    }
-
-
-def _number(value: Any) -> float:
-    """A lock expiry as a number; anything unreadable counts as expired."""
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return 0.0
+        if refused.written:
+            raise fail(f"already written: {', '.join(refused.written)}") from None
+        raise fail("nothing was written: each refusal above says what to do") from None
 
 
 # -- plan / status / runs ------------------------------------------------------------------------
@@ -750,7 +627,7 @@ def demo(
     except StateFolderBusyError as error:
         raise fail(str(error)) from None
     try:
-        run_demo(console, runtime, Options.state_dir, rows)
+        run_demo(console, runtime, Options.state_dir, rows, project_root())
     finally:
         lock.release()
 

@@ -12,15 +12,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from deltaload.errors import FooterError
+
 # Thrift compact protocol type ids.
 _STOP, _TRUE, _FALSE, _BYTE, _I16, _I32, _I64, _DOUBLE, _BINARY = range(9)
 _LIST, _SET, _MAP, _STRUCT = 9, 10, 11, 12
 
 _ROW_GROUPS, _COLUMNS, _META_DATA, _STATISTICS, _IS_MAX_EXACT = 4, 1, 3, 12, 7
-
-
-class FooterError(ValueError):
-    """The footer bytes are not the Thrift compact encoding of a FileMetaData."""
 
 
 class _Reader:

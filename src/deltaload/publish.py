@@ -23,17 +23,13 @@ import pyarrow.parquet as pq
 from pydantic import Field
 
 from deltaload.aws import Clients, transient_errors
-from deltaload.errors import DeltaloadError
+from deltaload.errors import DeltaloadError, VerificationError
 from deltaload.observability import logger
 from deltaload.parquet_footer import FooterError, max_exact_flags
 from deltaload.runstate import Document, RunPlan
 from deltaload.schema import run_schema
 
 DELETE_BATCH = 1000
-
-
-class VerificationError(DeltaloadError):
-    """The staged files do not match what DMS says it loaded; nothing is published."""
 
 
 class S3RangeFile(io.RawIOBase):

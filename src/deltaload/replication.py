@@ -26,7 +26,10 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from deltaload.aws import Clients, error_code, transient_errors
-from deltaload.errors import DeltaloadError
+
+# LoadFailedError is re-exported: the workflow names a failed load by it.
+from deltaload.errors import LoadFailedError as LoadFailedError
+from deltaload.errors import ResourceError
 from deltaload.runstate import (
     DmsNames,
     ExistingResources,
@@ -90,14 +93,6 @@ SERVERLESS_WAIT = frozenset({"stopping", "deleting"})
 # config whose replication was never started; created/ready a replication not yet run.
 SERVERLESS_DELETABLE = frozenset({"", "created", "ready", "stopped", "failed"})
 SERVERLESS_NOT_STARTED = frozenset({"", "created", "ready"})
-
-
-class ResourceError(DeltaloadError):
-    """A DMS resource could not be created or did not become usable."""
-
-
-class LoadFailedError(DeltaloadError):
-    """The DMS full load did not finish cleanly."""
 
 
 @dataclass(frozen=True)

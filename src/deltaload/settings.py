@@ -6,13 +6,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
-from deltaload.errors import DeltaloadError
+from deltaload.errors import SettingsError
 
 REPLICATION_MODES = ("instance", "existing", "serverless")
-
-
-class SettingsError(DeltaloadError):
-    """An environment variable is missing or malformed; the message names it."""
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from botocore.exceptions import ClientError
 
 from deltaload import backoff, names, store
 from deltaload.aws import Clients, error_code, is_throttling
-from deltaload.errors import DeltaloadError, InvalidItemError
+from deltaload.errors import InvalidItemError, StartFailedError
 from deltaload.freshness import Freshness, table_freshness
 from deltaload.items import active_flag, parse_item
 from deltaload.observability import freshness_metrics, logger, starter_metrics
@@ -36,14 +36,6 @@ from deltaload.workflow import utcnow
 
 START_ATTEMPTS = 6
 _TICK_SUFFIX = len("-") + len(names.tick(datetime(2000, 1, 1, tzinfo=UTC)))
-
-
-class StartFailedError(DeltaloadError):
-    """Tables could not be started for a reason other than throttling or a cap."""
-
-    def __init__(self, message: str, summary: dict[str, Any]) -> None:
-        super().__init__(message)
-        self.summary = summary
 
 
 @dataclass(frozen=True)

@@ -16,25 +16,19 @@ from pydantic import Field
 
 from deltaload import items
 from deltaload.aws import Clients, error_code, transient_errors
-from deltaload.errors import DeltaloadError
+from deltaload.errors import (
+    InvalidItemError,
+    ItemNotFoundError,
+    LockLostError,
+    OnboardRefusedError,
+    WatermarkConflictError,
+)
 from deltaload.runstate import DmsNames, Document, Lock
 from deltaload.settings import Settings
 
 KEY = "targetTableName"
 RUNNING, SUCCEEDED, FAILED, SKIPPED = "RUNNING", "SUCCEEDED", "FAILED", "SKIPPED"
 ERROR_TEXT_MAX = 2000
-
-
-class ItemNotFoundError(DeltaloadError):
-    """There is no controller item for the table a run was started for."""
-
-
-class LockLostError(DeltaloadError):
-    """The run no longer holds the table's lock (it expired and another run took it)."""
-
-
-class WatermarkConflictError(DeltaloadError):
-    """The watermark moved since the run planned its window; the run must not commit."""
 
 
 # --- the run history: one record per run, keys targetTableName and runId ---------------
@@ -122,13 +116,7 @@ def scan(clients: Clients, table_name: str, **kwargs: Any) -> Iterator[dict[str,
 
 def get_item(clients: Clients, settings: Settings, table: str) -> dict[str, Any] | None:
     """The controller item of ``table`` as plain JSON (strongly consistent), or None."""
-    with transient_errors():
-        response = clients.dynamodb.get_item(
-            TableName=settings.controller_table,
-            Key=items.to_dynamodb({KEY: table}),
-            ConsistentRead=True,
-        )
-    raw = response.get("Item")
+    raw = _read(clients, settings.controller_table, table)
     return items.from_dynamodb(raw) if raw else None
 
 
@@ -362,6 +350,218 @@ def note_history(
             ExpressionAttributeNames=names,
             ExpressionAttributeValues=items.to_dynamodb(placeholders),
         )
+
+
+# -- onboarding ----------------------------------------------------------------------------------
+
+# DynamoDB's TransactWriteItems takes at most 100 actions and applies all or none:
+# https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_TransactWriteItems.html
+TRANSACTION_MAX_ITEMS = 100
+LOCK_ATTRIBUTES = ("lockOwner", "lockExpiresAt")
+# A lock is held while its owner is set and its expiry is a number not yet passed; an
+# expiry that is not a number counts as expired (as the starter and the recovery read it).
+LOCK_FREE = (
+    "(attribute_not_exists(lockOwner) OR NOT attribute_type(lockExpiresAt, :number)"
+    " OR lockExpiresAt < :now)"
+)
+
+
+def onboard_items(
+    clients: Clients,
+    controller_table: str,
+    definitions: list[dict[str, Any]],
+    *,
+    reset: bool,
+    now: datetime,
+) -> list[str]:
+    """Write validated item definitions, keeping each table's run state unless ``reset``.
+
+    Each item is read first to refuse, before anything is written, a table whose run holds
+    its lock or whose watermark belongs to another filter. The write of each item is then
+    ONE conditional UpdateItem (all items in one transaction): it sets the definition and
+    never the run state, on condition that no lock is held and the watermark is the one
+    checked, so a run that takes the lock in between refuses the whole command instead of
+    losing its lock. Returns the tables written; OnboardRefusedError says why not.
+    """
+    epoch = int(now.timestamp())
+    updates: list[dict[str, Any]] = []
+    refusals: list[str] = []
+    for definition in definitions:
+        table = definition[KEY]
+        raw = _read(clients, controller_table, table)
+        existing = items.from_dynamodb(raw)
+        refusal = _lock_refusal(table, existing, epoch) or _watermark_refusal(
+            definition, existing, reset
+        )
+        if refusal:
+            refusals.append(refusal)
+            continue
+        updates.append(_onboard_update(controller_table, definition, raw, reset, epoch))
+    if refusals:
+        raise OnboardRefusedError(refusals)
+    written: list[str] = []
+    for start in range(0, len(updates), TRANSACTION_MAX_ITEMS):
+        chunk = updates[start : start + TRANSACTION_MAX_ITEMS]
+        try:
+            with transient_errors():
+                clients.dynamodb.transact_write_items(TransactItems=chunk)
+        except ClientError as error:
+            if error_code(error) != "TransactionCanceledException":
+                raise
+            raise OnboardRefusedError(
+                _race_refusals(clients, controller_table, chunk, error, epoch), written
+            ) from None
+        written += [items.from_dynamodb(u["Update"]["Key"])[KEY] for u in chunk]
+    return written
+
+
+def _lock_refusal(table: str, existing: Mapping[str, Any], epoch: int) -> str | None:
+    """Why a held lock refuses onboarding ``table``, naming its run and expiry, or None."""
+    owner = existing.get("lockOwner")
+    try:
+        until = int(existing.get("lockExpiresAt"))  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    if not owner or until <= epoch:
+        return None
+    return (
+        f"{table}: run {owner} holds the lock until "
+        f"{datetime.fromtimestamp(until, UTC).isoformat()} (epoch {until}); "
+        "onboard again when it has finished"
+    )
+
+
+def _watermark_refusal(
+    definition: Mapping[str, Any], existing: Mapping[str, Any], reset: bool
+) -> str | None:
+    """Why the recorded watermark cannot stay on the new definition, or None."""
+    watermark = existing.get("watermark")
+    if reset or watermark is None:
+        return None
+    reason = _watermark_mismatch(definition, existing)
+    if reason is None:
+        return None
+    return (
+        f"{definition[KEY]}: the recorded watermark {watermark!r} {reason}; pass --reset to "
+        "drop it (and the run state) so the next run starts from startvalue, "
+        "or onboard the item with its previous filter"
+    )
+
+
+def _watermark_mismatch(definition: Mapping[str, Any], existing: Mapping[str, Any]) -> str | None:
+    """Why the existing watermark does not fit the new definition, or None when it does."""
+    old_column = existing.get("filtercolumn")
+    if old_column != definition.get("filtercolumn"):
+        return (
+            f"was recorded on filter column {old_column!r}, not {definition.get('filtercolumn')!r}"
+        )
+    try:
+        old_item = items.parse_item(dict(existing))
+    except InvalidItemError:
+        old_item = None
+    new_kind = definition.get("filtercolumntype")
+    if old_item is not None and old_item.filter_column_type.value != new_kind:
+        return (
+            f"was recorded for {old_item.filter_column_type.value} values of {old_column!r}, "
+            f"not {new_kind} ones"
+        )
+    try:
+        items.parse_item({**definition, "watermark": existing["watermark"]})
+    except InvalidItemError as error:
+        return "does not fit the new item (" + "; ".join(str(p) for p in error.problems) + ")"
+    return None
+
+
+def _onboard_update(
+    controller_table: str,
+    definition: Mapping[str, Any],
+    raw: Mapping[str, Any],
+    reset: bool,
+    epoch: int,
+) -> dict[str, Any]:
+    """The TransactWriteItems Update writing one definition, conditioned on what was read.
+
+    It sets the definition's attributes and removes every other definition attribute (the
+    new definition replaces the old one whole), plus the lock (held by no one, or expired)
+    and, with ``reset``, the rest of the run state; the run state it keeps is never
+    rewritten, so nothing a run records in between is lost.
+    """
+    values = {k: v for k, v in definition.items() if k not in items.RUN_STATE_ATTRIBUTES}
+    values.pop(KEY)
+    dropped = items.RUN_STATE_ATTRIBUTES if reset else LOCK_ATTRIBUTES
+    removed = sorted(
+        {
+            name
+            for name in (*items.KNOWN_ATTRIBUTES, *raw)
+            if name != KEY
+            and name not in values
+            and (name in dropped or name not in items.RUN_STATE_ATTRIBUTES)
+        }
+    )
+    names = {f"#s{i}": name for i, name in enumerate(values)}
+    names |= {f"#r{i}": name for i, name in enumerate(removed)}
+    expression = "SET " + ", ".join(f"#s{i} = :s{i}" for i in range(len(values)))
+    if removed:
+        expression += " REMOVE " + ", ".join(f"#r{i}" for i in range(len(removed)))
+    placeholders = items.to_dynamodb({f":s{i}": v for i, v in enumerate(values.values())})
+    placeholders |= {":now": {"N": str(epoch)}, ":number": {"S": "N"}}
+    condition = LOCK_FREE
+    if "watermark" in raw:
+        condition += " AND watermark = :seen"
+        placeholders[":seen"] = raw["watermark"]
+    else:
+        condition += " AND attribute_not_exists(watermark)"
+    return {
+        "Update": {
+            "TableName": controller_table,
+            "Key": items.to_dynamodb({KEY: definition[KEY]}),
+            "UpdateExpression": expression,
+            "ConditionExpression": condition,
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": placeholders,
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+        }
+    }
+
+
+def _race_refusals(
+    clients: Clients,
+    controller_table: str,
+    chunk: list[dict[str, Any]],
+    error: ClientError,
+    epoch: int,
+) -> list[str]:
+    """What changed on each table between onboard's read and its write (a run took the lock,
+    or the watermark moved), from the transaction's cancellation reasons."""
+    reasons = error.response.get("CancellationReasons") or []
+    refusals: list[str] = []
+    for update, reason in zip(chunk, reasons, strict=False):
+        if reason.get("Code") in (None, "None"):
+            continue
+        table = items.from_dynamodb(update["Update"]["Key"])[KEY]
+        if reason.get("Code") != "ConditionalCheckFailed":
+            refusals.append(f"{table}: the write was cancelled ({reason.get('Message')})")
+            continue
+        current = items.from_dynamodb(reason.get("Item") or _read(clients, controller_table, table))
+        lock = _lock_refusal(table, current, epoch)
+        refusals.append(
+            lock.replace(" holds the lock", " took the lock while onboarding, and holds it")
+            if lock
+            else f"{table}: a run recorded the watermark {current.get('watermark')!r} while "
+            "onboarding; onboard again"
+        )
+    return refusals or [f"the onboarding transaction was cancelled ({error})"]
+
+
+def _read(clients: Clients, controller_table: str, table: str) -> dict[str, Any]:
+    """The controller item of ``table`` as DynamoDB JSON (strongly consistent), or {}."""
+    with transient_errors():
+        response = clients.dynamodb.get_item(
+            TableName=controller_table,
+            Key=items.to_dynamodb({KEY: table}),
+            ConsistentRead=True,
+        )
+    return dict(response.get("Item", {}))
 
 
 def _update(

@@ -42,6 +42,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from deltaload.errors import PlanningError
 from deltaload.items import ONE_SHOT_LOADED, ControllerItem, FilterOperator
 from deltaload.runstate import IncrementalWindow, OneShotWindow, WindowPlan
 from deltaload.values import (
@@ -67,7 +68,7 @@ def plan_window(
 ) -> WindowPlan:
     """Plan the next window of ``item`` at ``now`` (aware), optionally knowing the source max."""
     if now.tzinfo is None:
-        raise ValueError("now must be timezone-aware")
+        raise PlanningError("now must be timezone-aware")
     if item.is_incremental:
         lag = item.safety_lag_seconds if item.safety_lag_seconds is not None else default_safety_lag
         return _incremental(item, now.astimezone(UTC), source_max, lag)
@@ -84,7 +85,7 @@ def resolve_watermark(plan: WindowPlan, loaded_max: str | None) -> str | None:
         return plan.previous_watermark  # nothing arrived: the next window starts where this one did
     loaded = canonical(plan.kind, loaded_max)
     if plan.lower is not None and sort_key(plan.kind, loaded) < sort_key(plan.kind, plan.lower):
-        raise ValueError(
+        raise PlanningError(
             f"table {plan.table!r}: loaded maximum {loaded!r} lies below the window's lower "
             f"bound {plan.lower!r}; the load did not respect the window filter"
         )

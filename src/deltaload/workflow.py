@@ -15,7 +15,7 @@ from typing import Any
 
 from deltaload import backoff, lake, names, publish, replication, store
 from deltaload.aws import Clients, TransientError
-from deltaload.errors import DeltaloadError
+from deltaload.errors import DeltaloadError, WaitTimeoutError
 from deltaload.items import SchemaPolicy, parse_item
 from deltaload.mapping import lob_limit_kb, table_mapping, task_settings
 from deltaload.observability import failure_metric, logger, run_metrics
@@ -45,10 +45,6 @@ Now = Callable[[], datetime]
 # How long StartLoad waits in-process for a new task to become ready before it asks
 # the state machine to retry the step (TransientError).
 TASK_READY_WAIT_SECONDS = 60  # well inside the 120 s function timeout
-
-
-class WaitTimeoutError(DeltaloadError):
-    """A wait loop passed its deadline (used as the error name of a timed-out poll)."""
 
 
 def utcnow() -> datetime:

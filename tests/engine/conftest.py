@@ -18,6 +18,7 @@ import pytest
 from botocore.config import Config
 from moto import mock_aws
 
+from deltaload.local.account import REGION
 from deltaload.local.dms import LocalDms, Quotas, Timing
 from tests.servers import SOURCES  # noqa: F401  (re-exported for the test modules)
 
@@ -47,13 +48,13 @@ def aws() -> Iterator[boto3.Session]:
     env = {
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_DEFAULT_REGION": REGION,
     }
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
         with mock_aws():
-            session = boto3.Session(region_name="us-east-1")
+            session = boto3.Session(region_name=REGION)
             session.client("s3").create_bucket(Bucket=BUCKET)
             yield session
     finally:

@@ -18,6 +18,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import sqlalchemy as sa
 
+from deltaload.local.account import ACCOUNT
+
 BUCKET = "lake"
 SCHEMA = "dwh"
 
@@ -205,7 +207,7 @@ class Workflow:
                 "DatabaseName": db.secret()["dbname"],
                 key: {
                     "SecretsManagerSecretId": arn,
-                    "SecretsManagerAccessRoleArn": "arn:aws:iam::123456789012:role/dms-secrets",
+                    "SecretsManagerAccessRoleArn": f"arn:aws:iam::{ACCOUNT}:role/dms-secrets",
                 },
             }
         for key, value in extra.items():  # engine settings are merged into the secret's
@@ -234,7 +236,7 @@ class Workflow:
             "BucketName": BUCKET,
             "BucketFolder": folder,
             "DataFormat": "parquet",
-            "ServiceAccessRoleArn": "arn:aws:iam::123456789012:role/dms-s3",
+            "ServiceAccessRoleArn": f"arn:aws:iam::{ACCOUNT}:role/dms-s3",
             **s3,
         }
         endpoint = self.dms.create_endpoint(

@@ -19,6 +19,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from deltaload.aws import error_code, is_throttling
+from deltaload.local.account import ACCOUNT
 from deltaload.local.dms import LocalDms, Quotas, Timing
 from deltaload.local.dms.quotas import TokenBucket
 
@@ -137,7 +138,7 @@ def _endpoint(dms: Any, ident: str, kind: str) -> str:
             "EngineName": "s3",
             "S3Settings": {
                 "BucketName": "lake",
-                "ServiceAccessRoleArn": "arn:aws:iam::123456789012:role/dms",
+                "ServiceAccessRoleArn": f"arn:aws:iam::{ACCOUNT}:role/dms",
                 "DataFormat": "parquet",
             },
         }

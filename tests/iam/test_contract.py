@@ -21,8 +21,8 @@ from typing import Any
 
 import pytest
 
+from deltaload.local.account import ACCOUNT, REGION
 from deltaload.local.runtime import LocalRuntime
-from deltaload.local.template import ACCOUNT, REGION
 from tests.guarantees.conftest import old, open_runtime, sqlite_orders
 from tests.iam.evaluator import evaluate
 from tests.iam.recorder import STATE_MACHINE, CallRecorder
@@ -334,10 +334,10 @@ def test_teardown_can_never_delete_the_shared_instance() -> None:
     from deltaload.local.template import Template
     from tests.iam.roles import ROOT
 
-    secret = "arn:aws:secretsmanager:us-east-1:123456789012:secret:s-AbCdEf"
+    secret = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:s-AbCdEf"
     template = Template.load(ROOT, {"SourceSecretArn": secret, "ReplicationMode": "existing"})
     translated = roles(template)
-    shared = "arn:aws:dms:us-east-1:123456789012:rep:SHARED"
+    shared = f"arn:aws:dms:{REGION}:{ACCOUNT}:rep:SHARED"
     context = {"aws:ResourceTag/owner": "data-platform"}
     for function in ("TeardownFunction", "CleanupAbortedFunction"):
         statements = translated[role_of(function)]["statements"]
@@ -355,7 +355,7 @@ def test_a_missing_statement_is_caught() -> None:
     from tests.iam.recorder import Call
     from tests.iam.roles import ROOT
 
-    secret = "arn:aws:secretsmanager:us-east-1:123456789012:secret:s-AbCdEf"
+    secret = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:s-AbCdEf"
     template = Template.load(ROOT, {"SourceSecretArn": secret})
     statements = roles(template)[role_of("StarterFunction")]["statements"]
     call = Call(

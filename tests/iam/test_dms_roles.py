@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from deltaload.local.template import ACCOUNT, REGION, Template
+from deltaload.local.account import ACCOUNT, REGION
+from deltaload.local.template import Template
 from tests.iam.evaluator import evaluate
 from tests.iam.roles import ROOT, roles
 

@@ -22,8 +22,8 @@ import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
 
+from deltaload.local.account import ACCOUNT
 from deltaload.local.runtime import LocalRuntime, Source
-from deltaload.local.template import ACCOUNT
 from tests.integration.conftest import FAST, ROOT, Ticks, _orders
 from tests.servers import POSTGRES_URL
 

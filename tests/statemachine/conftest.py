@@ -50,8 +50,7 @@ def _build(monkeypatch: pytest.MonkeyPatch, base: Settings) -> dict[str, Any]:
         module = harness.load_handler(folder)
         module.step.container.provide(settings, clients)
         modules[logical_id] = module
-    router = harness.LambdaRouter(modules)
-    router.install()
+    router = harness.install_router(modules)
     sfn = boto3.client("stepfunctions")
     arn = sfn.create_state_machine(
         name="deltaload-load-table",

@@ -1,31 +1,27 @@
 """Run the real state machine on moto's ASL interpreter with the real handlers in-process.
 
-moto's interpreter calls ``boto3.client("lambda").invoke`` (boto3's default session);
-a ``before-send.lambda.Invoke`` hook registered first on that session answers the call
-by running ``functions/<folder>/app.py``'s handler, and reports a raised exception the
-way Lambda does (``X-Amz-Function-Error: Unhandled``, payload ``{"errorType",
-"errorMessage"}``), so Catch/Retry match on the exception's class name.
+moto's interpreter calls ``boto3.client("lambda").invoke`` (boto3's default session); the
+local runtime's in-process Lambda router (``deltaload.local.lambdas``), installed on that
+session, answers the call by running ``functions/<folder>/app.py``'s handler and reports a
+raised exception the way Lambda does, so Catch/Retry match on the exception's class name.
 """
 
 from __future__ import annotations
 
-import importlib.util
-import io
 import json
 import re
 import time
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
 from typing import Any
-from urllib.parse import unquote
 
 import boto3
-from botocore.awsrequest import AWSResponse
+
+from deltaload.local.account import ACCOUNT, REGION
+from deltaload.local.lambdas import Invocation, LambdaRouter, call_handler, load_module, not_found
 
 ROOT = Path(__file__).resolve().parents[2]
 ASL = ROOT / "statemachine" / "load_table.asl.json"
-ACCOUNT = "123456789012"
-REGION = "us-east-1"
 FOLDERS = {
     "AcquireLockFunction": "acquire_lock",
     "PlanRunFunction": "plan_run",
@@ -46,12 +42,7 @@ def function_arn(logical_id: str) -> str:
 
 def load_handler(folder: str) -> ModuleType:
     """Import functions/<folder>/app.py under a unique module name."""
-    path = ROOT / "functions" / folder / "app.py"
-    spec = importlib.util.spec_from_file_location(f"deltaload_fn_{folder}", path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_module(ROOT / "functions" / folder / "app.py", f"deltaload_fn_{folder}")
 
 
 def definition(topic_arn: str) -> str:
@@ -64,47 +55,32 @@ def definition(topic_arn: str) -> str:
     return text
 
 
-class _Body(io.BytesIO):
-    """The raw body botocore wraps: readable (streaming Payload) and streamable."""
-
-    def stream(self, **_: Any):
-        yield self.getvalue()
-
-
-class LambdaRouter:
-    """Serves Lambda Invoke calls from the handlers in ``functions/``."""
+class Handlers:
+    """The handler modules by logical id, as the shared in-process LambdaRouter's answer."""
 
     def __init__(self, modules: dict[str, ModuleType]) -> None:
         self.modules = modules  # logical id -> handler module
         self.invocations: list[str] = []
-        self.faults: dict[str, list[Exception]] = {}  # logical id -> exceptions to raise
 
-    def __call__(self, request: Any, **_: Any) -> AWSResponse:
-        name = unquote(request.url.split("/functions/")[1].split("/")[0]).split(":")[-1]
-        self.invocations.append(name)
-        event = json.loads(request.body or b"{}")
-        headers = {"Content-Type": "application/json"}
-        try:
-            if self.faults.get(name):
-                raise self.faults[name].pop(0)
-            context = SimpleNamespace(
-                function_name=name,
-                memory_limit_in_mb=512,
-                invoked_function_arn=function_arn(name),
-                aws_request_id=f"req-{len(self.invocations)}",
-            )
-            payload = self.modules[name].handler(event, context)
-        except Exception as error:  # reported like Lambda reports an unhandled error
-            headers["X-Amz-Function-Error"] = "Unhandled"
-            payload = {"errorType": type(error).__name__, "errorMessage": str(error)}
-        return AWSResponse(request.url, 200, headers, _Body(json.dumps(payload).encode()))
+    def __call__(self, name: str, event: Any) -> Invocation:
+        logical_id = name.split(":")[-1]  # the definition names each function by its ARN
+        if logical_id not in self.modules:
+            return not_found(name)
+        self.invocations.append(logical_id)
+        context = SimpleNamespace(
+            function_name=logical_id,
+            memory_limit_in_mb=512,
+            invoked_function_arn=function_arn(logical_id),
+            aws_request_id=f"req-{len(self.invocations)}",
+        )
+        return call_handler(self.modules[logical_id].handler, event, context)
 
-    def install(self) -> None:
-        session = boto3._get_default_session()  # the session moto's interpreter uses
-        session.events.register_first("before-send.lambda.Invoke", self)
 
-    def uninstall(self) -> None:
-        boto3._get_default_session().events.unregister("before-send.lambda.Invoke", self)
+def install_router(modules: dict[str, ModuleType]) -> Handlers:
+    """Answer Lambda Invoke on boto3's default session (the one moto's interpreter uses)."""
+    handlers = Handlers(modules)
+    LambdaRouter(handlers).install(boto3._get_default_session().events)
+    return handlers
 
 
 def run_execution(sfn: Any, state_machine_arn: str, payload: dict, timeout: float = 60) -> dict:

@@ -14,11 +14,12 @@ from typing import Any
 
 import pytest
 
+from deltaload.local.account import ACCOUNT, REGION
 from deltaload.local.template import Template
 
 ROOT = Path(__file__).resolve().parents[2]
-SECRET = "arn:aws:secretsmanager:us-east-1:123456789012:secret:source-AbCdEf"
-CERT = "arn:aws:dms:us-east-1:123456789012:cert:ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+SECRET = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:source-AbCdEf"
+CERT = f"arn:aws:dms:{REGION}:{ACCOUNT}:cert:ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 # The per-engine table of the DMS page (the SSL modes each engine supports).
 _MYSQL = {"none", "verify-ca", "verify-full"}

@@ -23,6 +23,7 @@ import pytest
 from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import ClientError
 
+from deltaload.local.account import REGION
 from deltaload.local.s3 import TMP_PREFIX, DiskS3
 
 BUCKET = "lake"
@@ -38,7 +39,7 @@ def store(tmp_path: Path) -> DiskS3:
 def s3(store: DiskS3, monkeypatch: pytest.MonkeyPatch) -> Any:
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         monkeypatch.setenv(name, "local")
-    session = boto3.Session(region_name="us-east-1")
+    session = boto3.Session(region_name=REGION)
     store.install(session.events)
     client = session.client("s3")
     client.create_bucket(Bucket=BUCKET)
@@ -445,7 +446,7 @@ def test_uploads_of_a_dead_process_are_removed_on_install(store: DiskS3, tmp_pat
     for folder in (dead, live):
         folder.mkdir(parents=True)
         (folder / "upload.json").write_text("{}")
-    DiskS3(store.root).install(boto3.Session(region_name="us-east-1").events)
+    DiskS3(store.root).install(boto3.Session(region_name=REGION).events)
     assert not dead.exists() and live.exists()
 
 
@@ -617,9 +618,10 @@ _KILLED_WRITER = """
 import os, sys, time
 from pathlib import Path
 import boto3
+from deltaload.local.account import REGION
 from deltaload.local.s3 import DiskS3
 
-session = boto3.Session(region_name="us-east-1")
+session = boto3.Session(region_name=REGION)
 DiskS3(Path(sys.argv[1])).install(session.events)
 s3 = session.client("s3")
 s3.create_bucket(Bucket="lake")
@@ -668,7 +670,7 @@ def test_a_writer_killed_mid_write_leaves_the_old_object(tmp_path: Path, s3: Any
     leftovers = [p.name for p in folder.iterdir() if p.name != "k"]
     assert leftovers and all(n.startswith(TMP_PREFIX) for n in leftovers), leftovers
     store = DiskS3(root)
-    session = boto3.Session(region_name="us-east-1")
+    session = boto3.Session(region_name=REGION)
     store.install(session.events)
     listing = session.client("s3").list_objects_v2(Bucket="lake")
     assert [o["Key"] for o in listing["Contents"]] == ["d/k"]

@@ -14,12 +14,12 @@ from moto import mock_aws
 
 from deltaload import items
 from deltaload.aws import Clients
+from deltaload.local.account import ACCOUNT, REGION
 from deltaload.settings import Settings
 from tests.moto_tables import create_stack_storage
 from tests.workflow.fake_dms import FakeDms
 
-REGION = "us-east-1"
-SOURCE_ENDPOINT = "arn:aws:dms:us-east-1:123456789012:endpoint:SOURCE"
+SOURCE_ENDPOINT = f"arn:aws:dms:{REGION}:{ACCOUNT}:endpoint:SOURCE"
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 
 ORDERS = {
@@ -57,7 +57,7 @@ def settings() -> Settings:
         state_machine_arn="",
         topic_arn="",
         source_endpoint_arn=SOURCE_ENDPOINT,
-        dms_s3_role_arn="arn:aws:iam::123456789012:role/dms-s3",
+        dms_s3_role_arn=f"arn:aws:iam::{ACCOUNT}:role/dms-s3",
         replication_mode="instance",
         replication_subnet_group="deltaload-subnets",
         security_group_ids=("sg-123",),
@@ -91,7 +91,7 @@ def tick_settings(clients: Clients, settings: Settings) -> Settings:
     arn = clients.sfn.create_state_machine(
         name="load",
         definition=json.dumps({"StartAt": "P", "States": {"P": {"Type": "Pass", "End": True}}}),
-        roleArn="arn:aws:iam::123456789012:role/sfn",
+        roleArn=f"arn:aws:iam::{ACCOUNT}:role/sfn",
     )["stateMachineArn"]
     return replace(settings, state_machine_arn=arn)
 

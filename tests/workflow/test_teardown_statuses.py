@@ -18,13 +18,14 @@ from botocore.exceptions import ClientError
 from deltaload import names, replication
 from deltaload.aws import Clients
 from deltaload.handlers import run_step
+from deltaload.local.account import ACCOUNT, REGION
 from deltaload.settings import Settings
 from tests.workflow.conftest import NOW
 
 RUN = names.dms_names("orders", "orders-20240501T120000Z")
-CONFIG_ARN = "arn:aws:dms:us-east-1:123456789012:replication-config:CFG"
-TASK_ARN = "arn:aws:dms:us-east-1:123456789012:task:TASK"
-ENDPOINT_ARN = "arn:aws:dms:us-east-1:123456789012:endpoint:TGT"
+CONFIG_ARN = f"arn:aws:dms:{REGION}:{ACCOUNT}:replication-config:CFG"
+TASK_ARN = f"arn:aws:dms:{REGION}:{ACCOUNT}:task:TASK"
+ENDPOINT_ARN = f"arn:aws:dms:{REGION}:{ACCOUNT}:endpoint:TGT"
 
 TASK_STATUSES = {
     "creating": "wait",

@@ -16,6 +16,7 @@ import pytest
 from deltaload import store, workflow
 from deltaload.aws import Clients
 from deltaload.handlers import run_step
+from deltaload.local.account import ACCOUNT, REGION
 from deltaload.settings import Settings
 from tests.workflow.conftest import NOW, get_item, keys_under, put_item
 from tests.workflow.fake_dms import FakeDms
@@ -345,7 +346,7 @@ def test_handler_returns_the_state_with_its_result_under_its_key(
         {
             "function_name": "f",
             "memory_limit_in_mb": 128,
-            "invoked_function_arn": "arn:aws:lambda:us-east-1:123456789012:function:f",
+            "invoked_function_arn": f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:f",
             "aws_request_id": "1",
         },
     )()

@@ -107,20 +107,19 @@ def run_demo(
     _open: Callable[..., Any],
     state_dir: Path,
     rows: int,
-    root: Path | None = None,
+    root: Path,
 ) -> None:
-    """Run the demo in ``<state_dir>/demo`` (recreated each time)."""
-    from deltaload.cli import project_root
-
+    """Run the demo in ``<state_dir>/demo`` (recreated each time), with the template and
+    seed item of the project at ``root``."""
     folder = state_dir / "demo"
     shutil.rmtree(folder, ignore_errors=True)
     source_path = folder / "source.sqlite"
     create_source(source_path, rows)
     console.print(f"[bold]source[/bold]: SQLite {source_path} with {rows} orders in dwh.orders_rds")
-    seed = json.loads(((root or project_root()) / "controller_seed" / "orders.json").read_text())
+    seed = json.loads((root / "controller_seed" / "orders.json").read_text())
     source = Source.from_url(f"sqlite:///{source_path}", schema="dwh")
     log_file = folder / "logs" / "functions.log"
-    with LocalRuntime(root or project_root(), folder, source, log_file=log_file) as rt:
+    with LocalRuntime(root, folder, source, log_file=log_file) as rt:
         for item in (seed, CHANGES_ITEM):
             rt.put_item(item)
             console.print(

@@ -45,19 +45,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from deltaload.errors import DeltaloadError
 from deltaload.local import faults
+from deltaload.local.errors import DamagedStateError, StateFolderBusyError
 
 PERSISTED_TABLES = ("ControllerTable", "RunHistoryTable")
 LOCK_FILE = "writer.lock"
-
-
-class DamagedStateError(DeltaloadError):
-    """A state file cannot be read back; nothing was changed."""
-
-
-class StateFolderBusyError(DeltaloadError):
-    """Another process holds the state folder's writer lock."""
 
 
 def write_atomically(path: Path, data: bytes, *, checkpoint: str | None = None) -> None:

@@ -18,39 +18,36 @@ CleanupAborted handler as AWS would after an execution was aborted. A reader
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import signal
 import threading
 import time
-import traceback
 import uuid
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from io import BytesIO
 from pathlib import Path
 from types import ModuleType
 from typing import Any
-from urllib.parse import unquote
 
 import boto3
-from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ClientError
 
 from deltaload import store
 from deltaload.local import faults as fault_points
-from deltaload.local.answered import claim
+from deltaload.local.account import ACCOUNT, REGION
 from deltaload.local.dms import LocalDms, Timing
+from deltaload.local.errors import Interrupted, LocalRuntimeError
 from deltaload.local.faults import AwsFaults
+from deltaload.local.lambdas import Invocation, LambdaRouter, call_handler, load_module, not_found
 from deltaload.local.persistence import PERSISTED_TABLES, LockHolder, StateFolder, command_line
 from deltaload.local.s3 import DiskS3
 from deltaload.local.sessions import share_botocore_data
-from deltaload.local.source import LocalRuntimeError, Source
-from deltaload.local.template import ACCOUNT, REGION, LocalFunction, Template
+from deltaload.local.source import Source
+from deltaload.local.template import LocalFunction, Template
 
 # Short waits locally: the state machine takes every wait from the monitoring step.
 LOCAL_ENVIRONMENT = {
@@ -63,14 +60,6 @@ LOCAL_ENVIRONMENT = {
 SOURCE_SECRET_NAME = "deltaload-local/source"
 # Every DynamoDB operation that can change a table: each one is written through.
 WRITE_OPERATIONS = ("PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems")
-
-
-class Interrupted(LocalRuntimeError):
-    """The command was interrupted (SIGINT or SIGTERM); its runs went through the failure path."""
-
-    def __init__(self, message: str, executions: list[ExecutionResult]) -> None:
-        super().__init__(message)
-        self.executions = executions
 
 
 @dataclass
@@ -118,13 +107,6 @@ class TickResult:
     def failed(self) -> list[ExecutionResult]:
         """Executions that did not succeed."""
         return [e for e in self.executions if e.status != "SUCCEEDED"]
-
-
-class _Raw(BytesIO):
-    """A response body botocore can stream."""
-
-    def stream(self, **_: Any) -> Iterator[bytes]:
-        yield self.getvalue()
 
 
 class LocalRuntime:
@@ -231,9 +213,7 @@ class LocalRuntime:
             self.s3 = DiskS3(self.state.lake)
             self.s3.install(self.session.events)
             self.faults = AwsFaults(self.session.events)
-            self.session.events.register_first(
-                "before-send.lambda.Invoke", self._on_invoke, unique_id="deltaload-local-lambda"
-            )
+            LambdaRouter(self._run_handler).install(self.session.events)
             self._build()
         except BaseException:
             self.__exit__(None, None, None)
@@ -590,21 +570,10 @@ class LocalRuntime:
 
     # -- Lambda, in-process ------------------------------------------------------------------------
 
-    def _on_invoke(self, request: Any, **_: Any) -> AWSResponse:
-        url = claim(request)
-        name = unquote(url.split("/functions/", 1)[1].split("/", 1)[0])
-        payload = json.loads(request.body or b"{}") if request.body else {}
-        status, body, error = self._run_handler(name, payload)
-        headers = {"Content-Type": "application/json", "X-Amz-Executed-Version": "$LATEST"}
-        if error:
-            headers["X-Amz-Function-Error"] = "Unhandled"
-        return AWSResponse(url, status, headers, _Raw(json.dumps(body).encode()))
-
-    def _run_handler(self, name: str, event: Any) -> tuple[int, Any, bool]:
+    def _run_handler(self, name: str, event: Any) -> Invocation:
         function = self._functions.get(name)
         if function is None:
-            body = {"Type": "User", "message": f"Function not found: {name}"}
-            return 404, body, False
+            return not_found(name)
         handler = getattr(self._module(function), function.handler_name, None)
         if handler is None:
             raise LocalRuntimeError(
@@ -617,14 +586,14 @@ class LocalRuntime:
                 "errorMessage": "the command was interrupted; no further step runs",
                 "errorType": "Interrupted",
             }
-            return 200, body, True
+            return Invocation(200, body, error=True)
         with self._handler_lock:
             self.invocations[function.logical_id] = self.invocations.get(function.logical_id, 0) + 1
             caller = getattr(self.running, "function", None)
             self.running.function = function.logical_id
             execution = self._note_run(event)
             try:
-                result = self._call(handler, event, function)
+                result = call_handler(handler, event, _Context(function))
             finally:
                 self.running.function = caller
                 if execution is not None:
@@ -637,34 +606,12 @@ class LocalRuntime:
         fault_points.checkpoint(f"after:{function.logical_id}")
         return result
 
-    @staticmethod
-    def _call(
-        handler: Callable[..., Any], event: Any, function: LocalFunction
-    ) -> tuple[int, Any, bool]:
-        try:
-            return 200, handler(event, _Context(function)), False
-        except Exception as error:  # the Lambda runtime turns any exception into a FunctionError
-            return (
-                200,
-                {
-                    "errorMessage": str(error),
-                    "errorType": type(error).__name__,
-                    "stackTrace": traceback.format_exception(error),
-                },
-                True,
-            )
-
     def _module(self, function: LocalFunction) -> ModuleType:
         with self._invoke_lock:
             if function.logical_id not in self._modules:
-                spec = importlib.util.spec_from_file_location(
-                    f"deltaload_function_{function.logical_id}", function.handler_file
+                self._modules[function.logical_id] = load_module(
+                    function.handler_file, f"deltaload_function_{function.logical_id}"
                 )
-                if spec is None or spec.loader is None:
-                    raise LocalRuntimeError(f"cannot import {function.handler_file}")
-                module = importlib.util.module_from_spec(spec)
-                spec.loader.exec_module(module)
-                self._modules[function.logical_id] = module
             return self._modules[function.logical_id]
 
     # -- commands --------------------------------------------------------------------------------

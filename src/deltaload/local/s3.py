@@ -70,6 +70,7 @@ from xml.sax.saxutils import escape
 from botocore.awsrequest import AWSResponse
 
 from deltaload.local.answered import claim
+from deltaload.local.errors import S3Error
 
 __all__ = ["DiskS3", "S3Error"]
 
@@ -86,14 +87,6 @@ MAX_KEY_BYTES = 1024  # https://docs.aws.amazon.com/AmazonS3/latest/userguide/ob
 MAX_COPY_BYTES = 5 * 1024**3  # CopyObject copies up to 5 GB in one operation
 MIN_PART_BYTES = 5 * 1024**2  # every part but the last, CompleteMultipartUpload
 _BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
-
-
-class S3Error(Exception):
-    """An S3 error response: code, message, HTTP status and extra XML fields."""
-
-    def __init__(self, code: str, message: str, status: int, **fields: str) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code, self.message, self.status, self.fields = code, message, status, fields
 
 
 def _no_such_bucket(bucket: str) -> S3Error:

@@ -10,11 +10,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from deltaload.errors import DeltaloadError
-
-
-class LocalRuntimeError(DeltaloadError):
-    """The offline runtime could not start or could not finish a command."""
+from deltaload.local.errors import LocalRuntimeError
 
 
 def _check_server_url(url: str) -> None:

@@ -17,10 +17,9 @@ from typing import Any
 import yaml
 from cfn_tools.yaml_loader import construct_mapping, multi_constructor
 
-from deltaload.errors import DeltaloadError
+from deltaload.local.account import ACCOUNT, REGION
+from deltaload.local.errors import TemplateError
 
-REGION = "us-east-1"
-ACCOUNT = "123456789012"
 STACK = "deltaload-local"
 _NO_VALUE = object()
 
@@ -38,10 +37,6 @@ _CfnLoader.add_multi_constructor("!", multi_constructor)
 def load_yaml(text: str) -> Any:
     """The template as cfn_tools.load_yaml reads it (the same values), parsed faster."""
     return yaml.load(text, Loader=_CfnLoader)
-
-
-class TemplateError(DeltaloadError):
-    """template.yaml cannot be read or resolved for the local runtime."""
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from deltaload.local.account import ACCOUNT
+
 from . import errors as e
 from .describe import filtered, paginate, table_items
 from .faults import FaultRegistry
@@ -57,7 +59,6 @@ from .validation import (
 from .writer import DEFAULT_MAX_FILE_KB, TargetSettings
 
 LOG = logging.getLogger(__name__)
-ACCOUNT = "123456789012"
 _RUNNING = {"starting", "running", "stopping"}
 # StopReplication stops a replication that is starting (any phase) or running; the config
 # cannot be deleted while its replication is starting, running or stopping

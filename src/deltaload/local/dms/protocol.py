@@ -11,6 +11,8 @@ from urllib.parse import urlsplit
 
 from botocore.awsrequest import AWSResponse
 
+from deltaload.local.account import REGION
+
 from .errors import DmsFault
 
 TARGET_PREFIX = "AmazonDMSv20160101."
@@ -48,7 +50,7 @@ def _region_of(url: str) -> str:
     parts = host.split(".")
     if len(parts) >= 3 and parts[0] == "dms":
         return parts[1]
-    return "us-east-1"
+    return REGION
 
 
 def to_wire(value: Any) -> Any:
