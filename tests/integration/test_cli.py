@@ -3,42 +3,14 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from pathlib import Path
 
 import pyarrow.dataset as ds
 import pytest
-from typer.testing import CliRunner
 
-from deltaload.cli import app
+from tests.integration.conftest import ROOT, write
 
-ROOT = Path(__file__).resolve().parents[2]
 SEED = ROOT / "controller_seed"
-
-
-@pytest.fixture
-def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    """Run `deltaload` with its state and a small SQLite source in tmp_path."""
-    source = tmp_path / "source.sqlite"
-    with sqlite3.connect(source) as db:
-        db.execute("CREATE TABLE orders_rds (row_id INTEGER PRIMARY KEY, status TEXT)")
-        db.executemany("INSERT INTO orders_rds VALUES (?, 'NEW')", [(i,) for i in range(1, 31)])
-    monkeypatch.setenv("DELTALOAD_STATE_DIR", str(tmp_path / "state"))
-    monkeypatch.setenv("DELTALOAD_SOURCE_URL", f"sqlite:///{source}")
-    monkeypatch.chdir(ROOT)
-    runner = CliRunner()
-
-    def run(*args: str) -> object:
-        return runner.invoke(app, list(args), catch_exceptions=False)
-
-    run.source = source  # type: ignore[attr-defined]
-    return run
-
-
-def write(tmp_path: Path, name: str, document: object) -> str:
-    path = tmp_path / name
-    path.write_text(json.dumps(document))
-    return str(path)
 
 
 def test_validate_exit_codes(cli, tmp_path):
