@@ -331,9 +331,9 @@ def onboard(
             errors.print(f"[red]invalid[/red] {escape(problem)}", highlight=False)
         raise fail("nothing was written: fix the items above first")
     if Options.stack or table:
-        from deltaload import remote
+        from deltaload.aws import for_profile
 
-        clients = remote.clients(Options.profile, Options.region)
+        clients = for_profile(Options.profile, Options.region)
         name = table or remote_stack(clients).controller_table
         for item in _put_preserving_state(clients.dynamodb, name, valid, reset):
             console.print(f"onboarded {item} into {name}")
@@ -631,7 +631,7 @@ def runs(
             [
                 str(r.get("runId")),
                 _status_text(str(r.get("status"))),
-                f"{window.get('lower', '')} .. {window.get('upper', '')}" if window else "-",
+                _window_text(window),
                 str(r.get("rows", "-")),
                 str(r.get("watermark", "-")),
                 _shorten(str(r.get("error") or r.get("note") or "")),
@@ -644,6 +644,14 @@ def runs(
     )
     for run_id, (_arn, url) in links.items():
         console.print(f"{escape(run_id)}: {escape(url)}", soft_wrap=True, highlight=False)
+
+
+def _window_text(window: Any) -> str:
+    if not isinstance(window, dict) or not window:
+        return "-"
+    upper = window.get("upper")
+    # An open upper bound is the highest value the load finds.
+    return f"{window.get('lower', '')} .. {'max' if upper is None else upper}"
 
 
 def _shorten(text: str, limit: int = 80) -> str:

@@ -24,6 +24,7 @@ class ExecutionResult:
     cause: str | None = None
     outcome: RunOutcome | None = None
     arn: str | None = None
+    failed_step: str | None = None  # the state whose error ended the run (deployed runs)
 
     def to_json(self) -> dict[str, Any]:
         """The run as JSON for ``--json``: its execution and what it did."""
@@ -34,6 +35,7 @@ class ExecutionResult:
             "executionArn": self.arn,
             "error": self.error,
             "cause": self.cause,
+            "failedStep": self.failed_step,
         }
         return described | (asdict(self.outcome) if self.outcome else {})
 

@@ -175,7 +175,7 @@ class Stack:
         if result.status not in ("RUNNING", "SUCCEEDED"):
             step, error, cause = self.failure(execution_arn)
             if error:
-                result = replace(result, error=f"{error} in {step}" if step else error, cause=cause)
+                result = replace(result, error=error, cause=cause, failed_step=step or None)
         return result
 
     def events(self, execution_arn: str, **kwargs: Any) -> list[dict[str, Any]]:
@@ -233,11 +233,13 @@ class Stack:
                 ConsistentRead=True,
             ).get("Item")
         outcome = run_outcome(result, from_dynamodb(raw) if raw else {})
-        if outcome.result == "failed" and result.error:
-            # The history record says what the run recorded; the execution says where.
-            where = f"{result.error}: {result.cause}" if result.cause else result.error
-            if where not in outcome.reason:
-                outcome = replace(outcome, reason=f"{outcome.reason} ({where})".lstrip())
+        if outcome.result in ("failed", "interrupted") and result.failed_step:
+            # The history record says what the run recorded; the execution says where, and
+            # why when the record does not say it already.
+            reason = outcome.reason
+            if result.cause and result.cause not in reason:
+                reason = f"{reason} ({result.error}: {result.cause})"
+            outcome = replace(outcome, reason=f"in {result.failed_step}: {reason}")
         return replace(result, outcome=outcome)
 
 
