@@ -230,7 +230,14 @@ def test_an_item_written_as_the_published_sample_writes_it_loads(cli, tmp_path):
         }
 
     on, off = sample_item("orders_sample", "Y"), sample_item("orders_switched_off", "N")
-    path = write(tmp_path, "sample.json", [on, off])
+    # Its between filter: both bounds in startvalue, "start,end", and no endvalue.
+    between = {
+        **sample_item("orders_sample_slice", "Y"),
+        "filteroperator": {"S": "between"},
+        "startvalue": {"S": "11,20"},
+    }
+    del between["endvalue"]
+    path = write(tmp_path, "sample.json", [on, off, between])
     assert cli("validate", path).exit_code == 0
     assert cli("onboard", path).exit_code == 0
     run = cli("run")
@@ -241,9 +248,12 @@ def test_an_item_written_as_the_published_sample_writes_it_loads(cli, tmp_path):
         30,
     )
     assert "lastRunStatus" not in status["orders_switched_off"]
+    assert status["orders_sample_slice"]["lastRunRows"] == 10
     lake = tmp_path / "state" / "s3"
-    files = [f for f in lake.rglob("*.parquet") if "orders_sample" in str(f)]
+    files = [f for f in lake.rglob("*.parquet") if "/orders_sample/" in str(f)]
     assert ds.dataset(files).count_rows() == 30
+    sliced = [f for f in lake.rglob("*.parquet") if "/orders_sample_slice/" in str(f)]
+    assert sorted(ds.dataset(sliced).to_table()["row_id"].to_pylist()) == list(range(11, 21))
 
 
 @pytest.mark.parametrize(
