@@ -6,10 +6,14 @@ or busy past ``--lock-timeout``, or a command could not finish (the message says
 2 the command line itself was wrong; 130 interrupted (Ctrl-C or SIGTERM): the runs in
 progress went through the failure path and their tables are not left locked.
 
-Commands that write (onboard, run, invoke, demo) hold the state folder's writer lock for
-their whole duration; a second one waits, saying which pid and command holds it. Readers
-(status, runs, plan) take no lock and write nothing: they read the committed state files
-directly, without starting the emulated AWS.
+Commands that write (onboard, run, retry, reset, invoke, demo) hold the state folder's
+writer lock for their whole duration; a second one waits, saying which pid and command
+holds it. Readers (status, runs, plan) take no lock and write nothing: they read the
+committed state files directly, without starting the emulated AWS.
+
+With ``--stack NAME`` the commands work on a deployed stack instead (see ``remote``);
+``invoke`` and ``demo`` are offline only. The command line's options may also follow the
+command, and the tables are printed to fit 80 columns (see ``terminal``).
 """
 
 from __future__ import annotations
@@ -281,8 +285,11 @@ def validate(
         list[Path] | None, typer.Argument(help="Item files (plain or DynamoDB JSON).")
     ] = None,
 ):
-    """Check controller items without writing anything: the files given, or with --stack
-    (and no file) the items deployed in the stack's controller table."""
+    """Check controller items without writing anything.
+
+    Checks the files given, or with --stack and no file the items deployed in the
+    stack's controller table.
+    """
     if files:
         valid, problems = read_item_files(files)
     elif Options.stack:
@@ -510,6 +517,15 @@ def remote_stack(clients: Any = None) -> Any:
     if not Options.stack:
         raise fail("this needs --stack NAME: the deployed stack to work on")
     return Stack.read(clients or for_profile(Options.profile, Options.region), Options.stack)
+
+
+def offline_only(command: str) -> None:
+    """Refuse --stack for a command that only works offline."""
+    if Options.stack:
+        raise fail(
+            f"`deltaload {command}` works offline only; on a stack, `deltaload run` "
+            "invokes the deployed starter"
+        )
 
 
 def print_json(document: Any) -> None:
@@ -839,9 +855,11 @@ def _who(stack: Any = None) -> str:
     local = f"{getpass.getuser()}@{socket.gethostname()}"
     if stack is None:
         return local
+    from botocore.exceptions import BotoCoreError, ClientError
+
     try:
         arn = stack.clients.client("sts").get_caller_identity()["Arn"]
-    except Exception:  # no STS access: the local user still says who
+    except (BotoCoreError, ClientError):  # no STS access: the local user still says who
         return local
     return f"{arn} ({local})"
 
@@ -987,6 +1005,7 @@ def invoke(
     """
     from deltaload.local.runtime import Interrupted, interruptible
 
+    offline_only("invoke")
     payload = json.loads(event.read_text()) if event else {}
     with runtime() as rt, interruptible() as stop:
         result = rt.invoke(function, payload)
@@ -1016,6 +1035,7 @@ def demo(
     rows: Annotated[int, typer.Option(help="Rows in the demo orders table.")] = 1000,
 ):
     """Load the demo orders table twice, with inserts and updates in between."""
+    offline_only("demo")
     from deltaload.local.demo import run_demo
     from deltaload.local.persistence import StateFolderBusyError, WriterLock, command_line
 

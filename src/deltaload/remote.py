@@ -192,8 +192,12 @@ class Stack:
         return failure_of(self.events(execution_arn))
 
     def current_step(self, execution_arn: str) -> str:
-        """The last state a running execution entered."""
-        for event in self.events(execution_arn, reverseOrder=True, maxResults=25)[:25]:
+        """The last state a running execution entered (one page of its newest events)."""
+        with aws_errors(f"stack {self.name!r}: cannot read the history of {execution_arn}"):
+            page = self.clients.sfn.get_execution_history(
+                executionArn=execution_arn, reverseOrder=True, maxResults=25
+            )
+        for event in page.get("events", []):
             entered = event.get("stateEnteredEventDetails")
             if entered:
                 return str(entered.get("name", ""))

@@ -194,3 +194,17 @@ def test_reset_to_a_value_of_the_wrong_kind_writes_nothing(loaded):
     [item] = json.loads(loaded("status", "--json").stdout)
     assert item["watermark"] == "30"
     assert len(json.loads(loaded("runs", "orders_s3", "--json").stdout)) == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["invoke", "StarterFunction", "--stack", "prod"], "`deltaload invoke` works offline only"),
+        (["demo", "--stack", "prod"], "`deltaload demo` works offline only"),
+        (["run", "--no-wait"], "--no-wait needs --stack"),
+        (["validate"], "give item files to check, or --stack NAME"),
+    ],
+)
+def test_what_only_one_side_can_do_is_refused_plainly(cli, args, says):
+    result = cli(*args)
+    assert result.exit_code == 1 and says in result.output
