@@ -10,7 +10,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from deltaload.errors import TransientError
+from deltaload.errors import DeltaloadError, TransientError
 
 # Codes AWS answers when a call may succeed if simply repeated later.
 THROTTLING_CODES = frozenset(
@@ -114,6 +114,29 @@ class Clients:
         return self.client("secretsmanager")
 
     @property
+    def lambda_(self) -> Any:
+        """Lambda client."""
+        return self.client("lambda")
+
+    @property
+    def cloudformation(self) -> Any:
+        """CloudFormation client."""
+        return self.client("cloudformation")
+
+    @property
     def cloudwatch(self) -> Any:
         """CloudWatch client."""
         return self.client("cloudwatch")
+
+
+def for_profile(profile: str | None = None, region: str | None = None) -> Clients:
+    """Clients for a named AWS profile and region (boto3's default session without one)."""
+    from botocore.exceptions import BotoCoreError
+
+    if not profile:
+        return Clients(region=region)
+    try:
+        session = boto3.Session(profile_name=profile, region_name=region)
+    except BotoCoreError as error:
+        raise DeltaloadError(f"AWS profile {profile!r}: {error}") from None
+    return Clients(session, region=region or session.region_name)

@@ -6,10 +6,14 @@ or busy past ``--lock-timeout``, or a command could not finish (the message says
 2 the command line itself was wrong; 130 interrupted (Ctrl-C or SIGTERM): the runs in
 progress went through the failure path and their tables are not left locked.
 
-Commands that write (onboard, run, invoke, demo) hold the state folder's writer lock for
-their whole duration; a second one waits, saying which pid and command holds it. Readers
-(status, runs, plan) take no lock and write nothing: they read the committed state files
-directly, without starting the emulated AWS.
+Commands that write (onboard, run, retry, reset, invoke, demo) hold the state folder's
+writer lock for their whole duration; a second one waits, saying which pid and command
+holds it. Readers (status, runs, plan) take no lock and write nothing: they read the
+committed state files directly, without starting the emulated AWS.
+
+With ``--stack NAME`` the commands work on a deployed stack instead (see ``remote``);
+``invoke`` and ``demo`` are offline only. The command line's options may also follow the
+command, and the tables are printed to fit 80 columns (see ``terminal``).
 """
 
 from __future__ import annotations
@@ -17,7 +21,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -26,20 +31,40 @@ import typer
 from rich.console import Console
 from rich.live import Live
 from rich.markup import escape
-from rich.table import Table
+from rich.text import Text
 
 from deltaload.errors import DeltaloadError, InvalidItemError
+from deltaload.terminal import GlobalOptionsAnywhere, compact_time, table_view
+
+
+class _Commands(GlobalOptionsAnywhere):
+    """The commands; an error a command meets (DeltaloadError) is printed, never a traceback."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except DeltaloadError as error:
+            raise fail(str(error)) from None
+
 
 app = typer.Typer(
-    help="Metadata-driven delta loads into an S3 data lake, deployed with SAM or run offline.",
+    cls=_Commands,
+    help="Metadata-driven delta loads into an S3 data lake, deployed with SAM or run offline. "
+    "The options below may also be given after the command.",
     no_args_is_help=True,
-    add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console()
-# Problems are printed whole, never wrapped: they name files, tables and values that
-# users copy, grep and paste, and a wrap inside a path breaks all three.
-errors = Console(stderr=True, soft_wrap=True)
+
+
+def _consoles() -> tuple[Console, Console]:
+    """Standard output and standard error, as the environment asks for them now (COLUMNS,
+    NO_COLOR, FORCE_COLOR are read when a console is made)."""
+    # Problems are printed whole, never wrapped: they name files, tables and values that
+    # users copy, grep and paste, and a wrap inside a path breaks all three.
+    return Console(), Console(stderr=True, soft_wrap=True)
+
+
+console, errors = _consoles()
 
 
 class Options:
@@ -50,6 +75,9 @@ class Options:
     sqlite_schema: str = "dwh"
     project_root: Path | None = None
     lock_timeout: float | None = None
+    stack: str | None = None
+    profile: str | None = None
+    region: str | None = None
 
 
 def project_root() -> Path:
@@ -97,8 +125,24 @@ def main_options(
             "(0: refuse at once). Default: wait until it has finished.",
         ),
     ] = None,
+    stack: Annotated[
+        str | None,
+        typer.Option(
+            envvar="DELTALOAD_STACK",
+            help="Work on this deployed CloudFormation stack instead of the local state.",
+        ),
+    ] = None,
+    profile: Annotated[
+        str | None, typer.Option(help="AWS profile (with --stack or onboard --table).")
+    ] = None,
+    region: Annotated[
+        str | None, typer.Option(help="AWS region (with --stack or onboard --table).")
+    ] = None,
 ) -> None:
     """Offline by default: AWS is emulated in-process and a local engine stands in for DMS."""
+    global console, errors
+    console, errors = _consoles()
+    Options.stack, Options.profile, Options.region = stack, profile, region
     Options.state_dir = state_dir
     Options.source = source
     Options.sqlite_schema = sqlite_schema
@@ -192,20 +236,6 @@ def _quick_runtime() -> dict[str, Any]:
     }
 
 
-def table_view(headers: list[str], rows: list[list[str]]) -> Table:
-    """A table whose first column (the name people search for) is never wrapped or cut."""
-    view = Table()
-    for index, header in enumerate(headers):
-        if index == 0:
-            width = max([len(header), *(len(r[0]) for r in rows)])
-            view.add_column(header, no_wrap=True, min_width=width)
-        else:
-            view.add_column(header, overflow="fold")
-    for row in rows:
-        view.add_row(*row)
-    return view
-
-
 def fail(message: str) -> typer.Exit:
     """Print an error and return the exit to raise."""
     errors.print(f"[red]error:[/red] {escape(str(message))}", highlight=False)
@@ -251,25 +281,47 @@ def read_item_files(
 
 @app.command()
 def validate(
-    files: Annotated[list[Path], typer.Argument(help="Item files (plain or DynamoDB JSON).")],
+    files: Annotated[
+        list[Path] | None, typer.Argument(help="Item files (plain or DynamoDB JSON).")
+    ] = None,
 ):
-    """Check controller items without writing anything."""
-    valid, problems = read_item_files(files)
+    """Check controller items without writing anything.
+
+    Checks the files given, or with --stack and no file the items deployed in the
+    stack's controller table.
+    """
+    if files:
+        valid, problems = read_item_files(files)
+    elif Options.stack:
+        valid, problems = _deployed_items(remote_stack())
+    else:
+        raise fail("give item files to check, or --stack NAME to check the deployed items")
     for item in valid:
-        console.print(f"[green]ok[/green]   {item['targetTableName']}")
+        console.print(f"[green]ok[/green]   {escape(str(item['targetTableName']))}")
     for problem in problems:
         errors.print(f"[red]invalid[/red] {escape(problem)}", highlight=False)
     if problems:
         raise typer.Exit(1)
 
 
+def _deployed_items(stack: Any) -> tuple[list[dict[str, Any]], list[str]]:
+    """The stack's items that are valid, and one message per invalid one."""
+    from deltaload.items import parse_item
+
+    valid: list[dict[str, Any]] = []
+    problems: list[str] = []
+    for raw in stack.items():
+        try:
+            valid.append(parse_item(raw).to_plain())
+        except InvalidItemError as error:
+            problems.append(f"{stack.controller_table}: {error}")
+    return valid, problems
+
+
 @app.command()
 def onboard(
     files: Annotated[list[Path], typer.Argument(help="Item files (plain or DynamoDB JSON).")],
-    stack: Annotated[str | None, typer.Option(help="Deployed stack whose table to write.")] = None,
     table: Annotated[str | None, typer.Option(help="Controller table name to write.")] = None,
-    profile: Annotated[str | None, typer.Option(help="AWS profile (with --stack/--table).")] = None,
-    region: Annotated[str | None, typer.Option(help="AWS region (with --stack/--table).")] = None,
     reset: Annotated[
         bool,
         typer.Option(help="Drop the recorded watermark and run state: reload from startvalue."),
@@ -285,12 +337,12 @@ def onboard(
         for problem in problems:
             errors.print(f"[red]invalid[/red] {escape(problem)}", highlight=False)
         raise fail("nothing was written: fix the items above first")
-    if stack or table:
-        import boto3
+    if Options.stack or table:
+        from deltaload.aws import for_profile
 
-        session = boto3.Session(profile_name=profile, region_name=region)
-        name = table or _stack_output(session, stack or "", "ControllerTableName")
-        for item in _put_preserving_state(session.client("dynamodb"), name, valid, reset):
+        clients = for_profile(Options.profile, Options.region)
+        name = table or remote_stack(clients).controller_table
+        for item in _put_preserving_state(clients.dynamodb, name, valid, reset):
             console.print(f"onboarded {item} into {name}")
         return
     with runtime() as rt:
@@ -298,14 +350,6 @@ def onboard(
         for item in _put_preserving_state(client, rt.controller_table, valid, reset):
             console.print(f"onboarded {item} (local)")
         rt.save()
-
-
-def _stack_output(session: Any, stack: str, key: str) -> str:
-    outputs = session.client("cloudformation").describe_stacks(StackName=stack)["Stacks"][0]
-    for output in outputs.get("Outputs", []):
-        if output["OutputKey"] == key:
-            return str(output["OutputValue"])
-    raise fail(f"stack {stack!r} has no output {key}")
 
 
 def _put_preserving_state(
@@ -334,36 +378,87 @@ def _put_preserving_state(
 # -- plan / status / runs ------------------------------------------------------------------------
 
 
+AS_JSON = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+def state_source() -> Any:
+    """Where the readers read: the deployed stack with --stack, else the state folder."""
+    return remote_stack() if Options.stack else reader()
+
+
+def remote_stack(clients: Any = None) -> Any:
+    """The stack named by --stack (read from its CloudFormation outputs)."""
+    from deltaload.aws import for_profile
+    from deltaload.remote import Stack
+
+    if not Options.stack:
+        raise fail("this needs --stack NAME: the deployed stack to work on")
+    return Stack.read(clients or for_profile(Options.profile, Options.region), Options.stack)
+
+
+def offline_only(command: str) -> None:
+    """Refuse --stack for a command that only works offline."""
+    if Options.stack:
+        raise fail(
+            f"`deltaload {command}` works offline only; on a stack, `deltaload run` "
+            "invokes the deployed starter"
+        )
+
+
+def print_json(document: Any) -> None:
+    """JSON on standard output, whole (no highlighting, no wrapping)."""
+    console.print_json(json.dumps(document, default=str), highlight=False)
+
+
 @app.command()
-def plan(table: Annotated[str, typer.Argument(help="targetTableName of the item.")]):
+def plan(
+    table: Annotated[str, typer.Argument(help="targetTableName of the item.")],
+    as_json: AS_JSON = False,
+):
     """Show what the next run of TABLE would load: window, DMS table mapping, task settings."""
     from deltaload.items import parse_item
     from deltaload.mapping import table_mapping, task_settings
     from deltaload.window import plan_window
 
-    state = reader()
+    state = state_source()
     raw = state.item(table)
+    if raw is None:
+        raise fail(f"no controller item {table!r}; see `deltaload status`")
     # The stack's default lag, as the template sets it for the functions.
     lag = int(
         state.function_environment("SAFETY_LAG_SECONDS")
         or os.environ.get("SAFETY_LAG_SECONDS", "300")
     )
-    if raw is None:
-        raise fail(f"no controller item {table!r}; see `deltaload status`")
     try:
         item = parse_item(raw)
     except InvalidItemError as error:
         raise fail(str(error)) from None
     window = plan_window(item, datetime.now(UTC), default_safety_lag=lag)
-    console.print(f"[bold]{table}[/bold]: {window.describe()}")
-    console.print(f"watermark now: {item.watermark or '(none: starts at startvalue)'}")
+    mapping, settings = table_mapping(item, window), task_settings(item)
+    if as_json:
+        print_json(
+            {
+                "table": table,
+                "window": window.describe(),
+                "watermark": item.watermark,
+                "tableMapping": mapping,
+                "taskSettings": settings,
+            }
+        )
+        return
+    console.print(f"[bold]{escape(table)}[/bold]: {escape(window.describe())}")
+    console.print(f"watermark now: {escape(item.watermark or '(none: starts at startvalue)')}")
     console.print("table mapping:")
-    console.print_json(json.dumps(table_mapping(item, window)))
+    print_json(mapping)
     console.print("task settings:")
-    console.print_json(json.dumps(task_settings(item)))
+    print_json(settings)
 
 
-AS_JSON = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+def _active(value: Any) -> str:
+    from deltaload.items import active_flag
+
+    flag = active_flag(value)
+    return "?" if flag is None else ("yes" if flag else "no")
 
 
 def _freshness_text(raw: dict[str, Any], now: datetime) -> str:
@@ -383,31 +478,46 @@ def _short(text: str, limit: int = 80) -> str:
 
 @app.command()
 def status(as_json: AS_JSON = False):
-    """Every table: active, watermark, last run, rows, state, lock, freshness, schema change."""
-    items = reader().items()
+    """Every table: active, filter, watermark, last run (UTC), its status (and lock), rows,
+    freshness, last schema change."""
+    items = state_source().items()
     now = datetime.now(UTC)
     if as_json:
-        console.print_json(json.dumps(items, default=str))
+        print_json(items)
         return
-    rows = [
+    rows: list[list[str | Text]] = [
         [
-            item["targetTableName"],
-            str(item.get("activeflag")),
+            str(item["targetTableName"]),
+            _active(item.get("activeflag")),
             f"{item.get('filtercolumn')} {item.get('filteroperator')} {item.get('startvalue', '')}",
             str(item.get("watermark", "-")),
-            str(item.get("lastRunEndedAt") or item.get("lastRunStartedAt") or "-"),
-            str(item.get("lastRunStatus", "-")),
+            compact_time(item.get("lastRunEndedAt") or item.get("lastRunStartedAt")),
+            _status_text(
+                str(item.get("lastRunStatus", "-")) + (" locked" if item.get("lockOwner") else "")
+            ),
             str(item.get("lastRunRows", "-")),
-            str(item.get("lockOwner", "")),
-            _freshness_text(item, now),
-            _short(str(item.get("lastSchemaChange", ""))),
         ]
         for item in items
     ]
-    headers = ["table", "active", "filter", "watermark", "last run", "status", "rows", "lock"]
-    headers += ["last success", "schema change"]
-    view = table_view(headers, rows)
-    console.print(view if items else "no controller items yet: `deltaload onboard FILE`")
+    headers = ["table", "active", "filter", "watermark", "last run", "status", "rows"]
+    if not items:
+        console.print("no controller items yet: `deltaload onboard FILE`")
+        return
+    console.print(table_view(headers, rows, console.width))
+    # Freshness and schema changes are sentences, not columns: the table stays in 80.
+    for item in items:
+        name = escape(str(item["targetTableName"]))
+        console.print(f"{name}: last success {escape(_freshness_text(item, now))}")
+        if item.get("lastSchemaChange"):
+            change = escape(_short(str(item["lastSchemaChange"]), 200))
+            console.print(f"{name}: last schema change {change}")
+
+
+_STATUS_COLOURS = {"SUCCEEDED": "green", "FAILED": "red", "RUNNING": "yellow", "RESET": "cyan"}
+
+
+def _status_text(value: str) -> Text:
+    return Text(value, style=_STATUS_COLOURS.get(value, ""))
 
 
 @app.command()
@@ -415,30 +525,66 @@ def runs(
     table: Annotated[str, typer.Argument(help="targetTableName of the item.")],
     as_json: AS_JSON = False,
 ):
-    """The run history of TABLE, oldest first."""
-    records = reader().history(table)
+    """The run history of TABLE, oldest first (with --stack: each run's execution too)."""
+    state = state_source()
+    records = state.history(table)
+    links: dict[str, tuple[str, str]] = {}
+    if Options.stack:
+        for r in records:
+            if str(r.get("status")) != "RESET":
+                arn = state.execution_arn(str(r.get("runId")))
+                links[str(r.get("runId"))] = (arn, state.console_url(arn))
     if as_json:
-        console.print_json(json.dumps(records, default=str))
+        for r in records:
+            if str(r.get("runId")) in links:
+                r["executionArn"], r["consoleUrl"] = links[str(r.get("runId"))]
+        print_json(records)
         return
-    rows = []
+    rows: list[list[str | Text]] = []
     for r in records:
         window = r.get("window") or {}
         rows.append(
             [
                 str(r.get("runId")),
-                str(r.get("status")),
-                f"{window.get('lower', '')} .. {window.get('upper', '')}" if window else "-",
+                _status_text(str(r.get("status"))),
+                _window_text(window),
                 str(r.get("rows", "-")),
-                str(r.get("files", "-")),
                 str(r.get("watermark", "-")),
-                str(r.get("error", "") or "")[:80],
+                _shorten(str(r.get("error") or r.get("note") or "")),
             ]
         )
-    view = table_view(["run", "status", "window", "rows", "files", "watermark", "error"], rows)
-    console.print(view if records else f"no runs of {table!r} yet")
+    # A run's id holds its start (table-YYYYMMDDTHHMMSSZ); --json has every time whole.
+    headers = ["run", "status", "window", "rows", "watermark", "error / note"]
+    console.print(
+        table_view(headers, rows, console.width) if records else f"no runs of {table!r} yet"
+    )
+    for run_id, (_arn, url) in links.items():
+        console.print(f"{escape(run_id)}: {escape(url)}", soft_wrap=True, highlight=False)
 
 
-# -- run / invoke --------------------------------------------------------------------------------
+def _window_text(window: Any) -> str:
+    if not isinstance(window, dict) or not window:
+        return "-"
+    upper = window.get("upper")
+    # An open upper bound is the highest value the load finds.
+    return f"{window.get('lower', '')} .. {'max' if upper is None else upper}"
+
+
+def _shorten(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else text[: limit - 3].rstrip() + "..."
+
+
+# -- run / retry / reset / invoke ----------------------------------------------------------------
+
+
+WAIT = Annotated[
+    bool,
+    typer.Option(
+        "--wait/--no-wait",
+        help="Follow the runs until each has ended (--no-wait: start them and return; "
+        "with --stack only).",
+    ),
+]
 
 
 @app.command()
@@ -446,25 +592,176 @@ def run(
     tables: Annotated[
         list[str] | None, typer.Argument(help="Limit the tick to these tables.")
     ] = None,
+    wait: WAIT = True,
+    as_json: AS_JSON = False,
 ):
     """One scheduled tick: the starter, then every execution to its end.
 
     Prints each table's outcome (loaded, nothing to load, skipped and why, failed and
     why) with its window, rows, files and new watermark. Exit 0 when nothing failed, 1
     when a table failed or an item is invalid, 130 when interrupted (Ctrl-C, SIGTERM):
-    the runs then go through the failure path, so no table is left locked.
+    offline, the runs then go through the failure path, so no table is left locked;
+    with --stack they go on in AWS, and only the following stops.
     """
+    report_tick(start_and_follow(tables or None, wait, as_json), as_json)
+
+
+def start_and_follow(tables: list[str] | None, wait: bool = True, as_json: bool = False) -> Any:
+    """A tick, offline or on the stack, followed with live progress; its TickResult.
+
+    With ``as_json`` the progress goes to standard error, leaving standard output to the
+    JSON document.
+    """
+    out = errors if as_json else console
+    if Options.stack:
+        return _remote_tick(tables, wait, out)
+    if not wait:
+        raise fail("--no-wait needs --stack: offline runs live only as long as the command")
     from deltaload.local.runtime import Interrupted, interruptible
 
     with runtime() as rt, interruptible() as stop:
         try:
-            result = tick_with_progress(rt, tables or None, stop)
+            return tick_with_progress(rt, tables, stop, out)
         except Interrupted as interrupted:
             print_executions(interrupted.executions)
             raise interrupted_exit() from None
-    print_tick(result)
-    if result.failed or result.starter.get("invalid"):
+
+
+def _remote_tick(tables: list[str] | None, wait: bool, out: Console) -> Any:
+    from deltaload.outcome import ExecutionResult, TickResult
+
+    stack = remote_stack()
+    summary = stack.start(tables)
+    arns = [stack.execution_arn(s["runId"]) for s in summary.get("started", [])]
+    if not wait:
+        started = [
+            ExecutionResult(s["table"], s["runId"], "RUNNING", arn=arn)
+            for s, arn in zip(summary.get("started", []), arns, strict=True)
+        ]
+        return TickResult(starter=summary, executions=started)
+    show = _progress(lambda r: stack.current_step(r.arn) if r.status == "RUNNING" else "", out)
+    try:
+        with show.live:
+            executions = stack.follow(arns, show)
+    except KeyboardInterrupt:
+        errors.print(
+            "[red]interrupted[/red]: stopped following; the runs go on in the stack "
+            "(`deltaload runs TABLE --stack` shows how they end)",
+            highlight=False,
+        )
+        raise typer.Exit(130) from None
+    return TickResult(starter=summary, executions=executions)
+
+
+def report_tick(result: Any, as_json: bool) -> None:
+    """Print a tick (as JSON with ``as_json``); exit 1 when a table failed or is invalid."""
+    if as_json:
+        print_json({**result.starter, "executions": [e.to_json() for e in result.executions]})
+    else:
+        print_tick(result)
+    if any(e.status not in ("SUCCEEDED", "RUNNING") for e in result.executions) or (
+        result.starter.get("invalid")
+    ):
         raise typer.Exit(1)
+
+
+@app.command()
+def retry(
+    table: Annotated[str, typer.Argument(help="targetTableName of the failed table.")],
+    wait: WAIT = True,
+    as_json: AS_JSON = False,
+):
+    """Run TABLE again now, outside the schedule, after its last run failed.
+
+    The failed window is loaded again in full (the watermark did not move); exit codes
+    as for `run`.
+    """
+    item = state_source().item(table)
+    if item is None:
+        raise fail(f"no controller item {table!r}; see `deltaload status`")
+    last = str(item.get("lastRunStatus") or "")
+    if last != "FAILED":
+        said = f"its last run is {last}" if last else "it has not run yet"
+        raise fail(
+            f"{table}: {said}, so there is nothing to retry; `deltaload run {table}` "
+            "starts a run anyway"
+        )
+    result = start_and_follow([table], wait, as_json)
+    if _started_this_tick(result, table):
+        # Runs are named after the tick, to the second: the failed run started within the
+        # same second, so start again in the next one.
+        time.sleep(1.0)
+        result = start_and_follow([table], wait, as_json)
+    report_tick(result, as_json)
+
+
+def _started_this_tick(result: Any, table: str) -> bool:
+    return not result.executions and any(
+        s.get("table") == table and s.get("reason") == "already started for this tick"
+        for s in result.starter.get("skipped", [])
+    )
+
+
+@app.command()
+def reset(
+    table: Annotated[str, typer.Argument(help="targetTableName of the item.")],
+    to: Annotated[
+        str | None,
+        typer.Option(
+            help="The new watermark (default: drop it; the next run starts at startvalue)."
+        ),
+    ] = None,
+    as_json: AS_JSON = False,
+):
+    """Move TABLE's watermark to --to VALUE, or drop it, on purpose.
+
+    Refused while a run holds the table's lock; recorded in the run history with who
+    did it, when, and the previous and new watermark (see `deltaload runs TABLE`).
+    """
+    from deltaload import store
+    from deltaload.settings import Settings
+
+    now = datetime.now(UTC)
+    if Options.stack:
+        stack = remote_stack()
+        settings = Settings(
+            controller_table=stack.controller_table,
+            history_table=stack.history_table,
+            data_bucket="",
+        )
+        record = store.reset_watermark(stack.clients, settings, table, to, who=_who(stack), now=now)
+    else:
+        from deltaload.aws import Clients
+
+        with runtime() as rt:
+            settings = Settings(
+                controller_table=rt.controller_table,
+                history_table=rt.history_table,
+                data_bucket=rt.bucket,
+            )
+            clients = Clients(rt.session)
+            record = store.reset_watermark(clients, settings, table, to, who=_who(), now=now)
+    if as_json:
+        print_json(record)
+        return
+    console.print(f"reset {escape(table)}: {escape(record['note'])} (by {escape(record['by'])})")
+
+
+def _who(stack: Any = None) -> str:
+    """Who is resetting: the AWS identity with --stack, else user@host."""
+    import getpass
+    import socket
+
+    local = f"{getpass.getuser()}@{socket.gethostname()}"
+    if stack is None:
+        return local
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        arn = stack.clients.client("sts").get_caller_identity()["Arn"]
+    except (BotoCoreError, ClientError):  # no STS access: the local user still says who
+        return local
+    return f"{arn} ({local})"
 
 
 def interrupted_exit() -> typer.Exit:
@@ -478,9 +775,11 @@ def interrupted_exit() -> typer.Exit:
     return typer.Exit(130)
 
 
-def tick_with_progress(rt: Any, tables: list[str] | None, stop: Any = None) -> Any:
+def tick_with_progress(
+    rt: Any, tables: list[str] | None, stop: Any = None, out: Console | None = None
+) -> Any:
     """Run a tick with live per-table progress (a live view on a terminal, lines otherwise)."""
-    show = _progress(rt)
+    show = _progress(lambda r: _current_step(rt, r), out)
     with show.live:
         return rt.tick(tables, progress=show, stop=stop)
 
@@ -488,29 +787,32 @@ def tick_with_progress(rt: Any, tables: list[str] | None, stop: Any = None) -> A
 class _progress:
     """Progress of the executions: a live table on a terminal, one line per step elsewhere."""
 
-    def __init__(self, rt: Any) -> None:
-        self.rt = rt
-        self.terminal = console.is_terminal
+    def __init__(self, step_of: Callable[[Any], str], out: Console | None = None) -> None:
+        self.step_of = step_of
+        self.out = out or console
+        self.terminal = self.out.is_terminal
         self.live: Any = (
-            Live(console=console, refresh_per_second=4, transient=True)
+            Live(console=self.out, refresh_per_second=4, transient=True)
             if self.terminal
             else contextlib.nullcontext()
         )
         self.seen: dict[str, str] = {}
 
     def __call__(self, results: list[Any]) -> None:
-        steps = [(r, _current_step(self.rt, r)) for r in results]
+        steps = [(r, self.step_of(r)) for r in results]
         if self.terminal:
-            view = Table("table", "status", "step")
-            for r, step in steps:
-                view.add_row(r.table, r.status, step)
-            self.live.update(view)
+            self.live.update(
+                table_view(
+                    ["table", "status", "step"],
+                    [[r.table, _status_text(r.status), step] for r, step in steps],
+                )
+            )
             return
         for r, step in steps:
             now = step or r.status
             if self.seen.get(r.name) != now:
                 self.seen[r.name] = now
-                console.print(f"  {r.table}: {step or now.lower()}", highlight=False)
+                self.out.print(f"  {r.table}: {step or now.lower()}", highlight=False)
 
 
 def _current_step(rt: Any, result: Any) -> str:
@@ -533,6 +835,12 @@ def print_tick(result: Any) -> None:
             f"[yellow]skipped[/yellow] {escape(str(entry['table']))}: "
             f"{escape(str(entry.get('reason', '')))}"
         )
+    for entry in starter.get("errors", []):
+        errors.print(
+            f"[red]not started[/red] {escape(str(entry.get('table')))}: "
+            f"{escape(str(entry.get('error', '')))}",
+            highlight=False,
+        )
     if result.executions:
         print_executions(result.executions)
         for execution in result.executions:
@@ -551,28 +859,33 @@ _COLOURS = {"loaded": "green", "nothing to load": "green", "skipped": "yellow"}
 
 def print_executions(executions: list[Any]) -> None:
     """One row per run (outcome, window, rows, files, new watermark), then each reason whole."""
-    view = Table("table", "result", "window", "rows", "files", "new watermark")
+    rows: list[list[str | Text]] = []
     reasons: list[str] = []
     for execution in executions:
         out = execution.outcome
-        if out is None:  # pragma: no cover - every finished run has one
-            view.add_row(execution.table, execution.status, "", "", "", "")
+        if out is None:  # started with --no-wait, or not finished
+            where = f" ({execution.arn})" if execution.arn else ""
+            rows.append([execution.table, _status_text(execution.status), "", "", "", ""])
+            reasons.append(f"started {escape(execution.table)}: {escape(execution.name + where)}")
             continue
         colour = _COLOURS.get(out.result, "red")
-        view.add_row(
-            execution.table,
-            f"[{colour}]{out.result}[/{colour}]",
-            escape(out.window or "-"),
-            "-" if out.rows is None else str(out.rows),
-            "-" if out.files is None else str(out.files),
-            escape(str(out.watermark)) if out.watermark is not None else "-",
+        rows.append(
+            [
+                execution.table,
+                Text(out.result, style=colour),
+                out.window or "-",
+                "-" if out.rows is None else str(out.rows),
+                "-" if out.files is None else str(out.files),
+                str(out.watermark) if out.watermark is not None else "-",
+            ]
         )
         if out.reason:
             # Reasons name files, runs and values people copy: printed whole, never wrapped.
             reasons.append(
                 f"[{colour}]{out.result}[/{colour}] {escape(execution.table)}: {escape(out.reason)}"
             )
-    console.print(view)
+    headers = ["table", "result", "window", "rows", "files", "watermark"]
+    console.print(table_view(headers, rows, console.width))
     for reason in reasons:
         console.print(reason, soft_wrap=True, highlight=False)
 
@@ -583,6 +896,7 @@ def invoke(
         str, typer.Argument(help="Logical id in template.yaml, e.g. StarterFunction.")
     ],
     event: Annotated[Path | None, typer.Option(help="JSON event file (default: {}).")] = None,
+    as_json: AS_JSON = False,
 ):
     """Invoke one function of the template offline, as `sam local invoke` would.
 
@@ -591,22 +905,27 @@ def invoke(
     """
     from deltaload.local.runtime import Interrupted, interruptible
 
+    offline_only("invoke")
     payload = json.loads(event.read_text()) if event else {}
     with runtime() as rt, interruptible() as stop:
         result = rt.invoke(function, payload)
-        console.print_json(json.dumps(result, default=str))
+        if not as_json:
+            print_json(result)
         arns = rt.running_executions()
-        if not arns:
-            return
-        show = _progress(rt)
-        try:
-            with show.live:
-                executions = rt.wait_for(arns, show, stop=stop)
-        except Interrupted as interrupted:
-            print_executions(interrupted.executions)
-            raise interrupted_exit() from None
-        rt.save()
-    print_executions(executions)
+        executions: list[Any] = []
+        if arns:
+            show = _progress(lambda r: _current_step(rt, r), errors if as_json else None)
+            try:
+                with show.live:
+                    executions = rt.wait_for(arns, show, stop=stop)
+            except Interrupted as interrupted:
+                print_executions(interrupted.executions)
+                raise interrupted_exit() from None
+            rt.save()
+    if as_json:
+        print_json({"result": result, "executions": [e.to_json() for e in executions]})
+    elif executions:
+        print_executions(executions)
     if any(e.status != "SUCCEEDED" for e in executions):
         raise typer.Exit(1)
 
@@ -616,6 +935,7 @@ def demo(
     rows: Annotated[int, typer.Option(help="Rows in the demo orders table.")] = 1000,
 ):
     """Load the demo orders table twice, with inserts and updates in between."""
+    offline_only("demo")
     from deltaload.local.demo import run_demo
     from deltaload.local.persistence import StateFolderBusyError, WriterLock, command_line
 

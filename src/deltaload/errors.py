@@ -80,6 +80,10 @@ class WatermarkConflictError(DeltaloadError):
     """The watermark moved since the run planned its window; the run must not commit."""
 
 
+class LockHeldError(DeltaloadError):
+    """A run holds the table's lock: the command must wait until it has finished."""
+
+
 class OnboardRefusedError(DeltaloadError):
     """onboard refused: ``refusals`` names each table and why; ``written`` what was already
     committed by earlier transactions (empty unless more than 100 items were given)."""

@@ -266,6 +266,7 @@ def _parse_item(raw: Mapping[str, Any]) -> ControllerItem:
 
     start = _filter_value("startvalue", raw.get("startvalue"), problems)
     end = _filter_value("endvalue", raw.get("endvalue"), problems)
+    start, end = _sample_between(operator, start, end)
     watermark = _filter_value("watermark", raw.get("watermark"), problems)
     kind = _kind(raw.get("filtercolumntype"), start, problems)
     values["filter_column_type"] = kind
@@ -744,6 +745,23 @@ def _unreadable(raw: Mapping[str, Any]) -> dict[str, Problem]:
         elif bad is not None:
             found[str(name)] = Problem(str(name), str(bad), "expected a finite number")
     return found
+
+
+def _sample_between(
+    operator: FilterOperator | None, start: str | None, end: str | None
+) -> tuple[str | None, str | None]:
+    """The bounds of a between item written as the published sample writes it.
+
+    Its task function (aws-samples/delta-data-loads-data-lakes,
+    src/etlCreateReplicationTaskForTable/app.py) reads both bounds of a between filter
+    from startvalue, "start,end", and no endvalue; any other item is left as it is.
+    """
+    if operator is not FilterOperator.BETWEEN or end is not None or start is None:
+        return start, end
+    parts = [part.strip() for part in start.split(",")]
+    if len(parts) != 2 or not all(parts):
+        return start, end
+    return parts[0], parts[1]
 
 
 def _first_unreadable(value: Any) -> Any:

@@ -19,6 +19,7 @@ from deltaload.aws import Clients, error_code, transient_errors
 from deltaload.errors import (
     InvalidItemError,
     ItemNotFoundError,
+    LockHeldError,
     LockLostError,
     OnboardRefusedError,
     WatermarkConflictError,
@@ -88,6 +89,16 @@ class FailureRecord(_PlannedRecord):
 
     error: str
     objects_deleted: int
+
+
+class ResetRecord(HistoryRecord):
+    """A deliberate move (or drop) of the watermark: who, when, the old and the new value."""
+
+    status: str = "RESET"
+    by: str
+    previous_watermark: str | None
+    watermark: str | None
+    note: str
 
 
 class RunningNote(Document):
@@ -579,4 +590,94 @@ def _update(
             UpdateExpression=expression,
             ConditionExpression=condition,
             ExpressionAttributeValues=items.to_dynamodb(values),
+        )
+
+
+RESET = "RESET"
+
+
+def reset_watermark(
+    clients: Clients,
+    settings: Settings,
+    table: str,
+    to: str | None,
+    *,
+    who: str,
+    now: datetime,
+) -> dict[str, Any]:
+    """Move the watermark to ``to`` (or drop it, with None) and record it in the history.
+
+    ``to`` is checked against the item as a recorded watermark would be (its kind, its
+    operator). The write is conditional on no unexpired run lock and on the watermark being
+    the one read, so a run starting meanwhile refuses it (LockHeldError). Returns the
+    history record written: who, when, the previous and the new watermark.
+    """
+    current = get_item(clients, settings, table)
+    if current is None:
+        raise ItemNotFoundError(
+            f"table {table!r}: no controller item in {settings.controller_table}"
+        )
+    epoch = int(now.timestamp())
+    _refuse_if_locked(current, table, epoch)
+    previous = current.get("watermark")
+    new = None
+    if to is not None:
+        moved = {k: v for k, v in current.items() if k not in ("lockOwner", "lockExpiresAt")}
+        new = items.parse_item({**moved, "watermark": to}).watermark
+    values: dict[str, Any] = {":now": epoch, ":number": "N"}
+    # A lock whose expiry is not a number counts as expired, as onboard reads it.
+    condition = (
+        "attribute_exists(targetTableName) AND (attribute_not_exists(lockOwner) "
+        "OR NOT attribute_type(lockExpiresAt, :number) OR lockExpiresAt < :now)"
+    )
+    if previous is None:
+        condition += " AND attribute_not_exists(watermark)"
+    else:
+        condition += " AND watermark = :seen"
+        values[":seen"] = previous
+    if new is None:
+        expression = "REMOVE watermark"
+    else:
+        expression = "SET watermark = :new"
+        values[":new"] = new
+    try:
+        _update(clients, settings.controller_table, table, expression, condition, values)
+    except ClientError as error:
+        if error_code(error) != "ConditionalCheckFailedException":
+            raise
+        again = get_item(clients, settings, table) or {}
+        _refuse_if_locked(again, table, epoch)
+        raise WatermarkConflictError(
+            f"table {table!r}: the watermark changed from {previous!r} to "
+            f"{again.get('watermark')!r} while resetting; nothing was written, reset again"
+        ) from None
+    record = ResetRecord(
+        target_table_name=table,
+        run_id="reset-" + now.astimezone(UTC).strftime("%Y%m%dT%H%M%S.%f")[:-3] + "Z",
+        started_at=now.isoformat(),
+        ended_at=now.isoformat(),
+        by=who,
+        previous_watermark=previous,
+        watermark=new,
+        note=(
+            f"watermark moved from {previous!r} to {new!r}"
+            if new is not None
+            else f"watermark {previous!r} dropped: the next run starts at startvalue"
+        ),
+    )
+    put_history(clients, settings, record)
+    return {k: v for k, v in record.document().items() if v is not None}
+
+
+def _refuse_if_locked(item: Mapping[str, Any], table: str, epoch: int) -> None:
+    owner = item.get("lockOwner")
+    try:
+        until = int(item.get("lockExpiresAt"))  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return  # an unreadable expiry counts as expired
+    if owner and until > epoch:
+        when = datetime.fromtimestamp(until, UTC).isoformat()
+        raise LockHeldError(
+            f"table {table!r}: run {owner} holds the lock (until {when}); nothing was "
+            "written: reset when it has finished"
         )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import sqlite3
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -12,7 +14,9 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from typer.testing import CliRunner
 
+from deltaload.cli import app
 from deltaload.local.dms import Timing
 from deltaload.local.runtime import LocalRuntime, Source
 from tests.servers import MYSQL_URL, POSTGRES_URL, SOURCES
@@ -137,3 +141,29 @@ class Ticks:
 @pytest.fixture
 def ticks() -> Ticks:
     return Ticks()
+
+
+@pytest.fixture
+def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Run `deltaload` with its state and a small SQLite source in tmp_path."""
+    source = tmp_path / "source.sqlite"
+    with sqlite3.connect(source) as db:
+        db.execute("CREATE TABLE orders_rds (row_id INTEGER PRIMARY KEY, status TEXT)")
+        db.executemany("INSERT INTO orders_rds VALUES (?, 'NEW')", [(i,) for i in range(1, 31)])
+    monkeypatch.setenv("DELTALOAD_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("DELTALOAD_SOURCE_URL", f"sqlite:///{source}")
+    monkeypatch.chdir(ROOT)
+    runner = CliRunner()
+
+    def run(*args: str, env: dict[str, str] | None = None) -> Any:
+        return runner.invoke(app, list(args), catch_exceptions=False, env=env)
+
+    run.source = source  # type: ignore[attr-defined]
+    return run
+
+
+def write(tmp_path: Path, name: str, document: object) -> str:
+    """Write ``document`` as JSON to tmp_path/name; its path."""
+    path = tmp_path / name
+    path.write_text(json.dumps(document))
+    return str(path)

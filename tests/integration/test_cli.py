@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shlex
-import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -12,37 +11,10 @@ from pathlib import Path
 import duckdb
 import pyarrow.dataset as ds
 import pytest
-from typer.testing import CliRunner
 
-from deltaload.cli import app
+from tests.integration.conftest import ROOT, write
 
-ROOT = Path(__file__).resolve().parents[2]
 SEED = ROOT / "controller_seed"
-
-
-@pytest.fixture
-def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    """Run `deltaload` with its state and a small SQLite source in tmp_path."""
-    source = tmp_path / "source.sqlite"
-    with sqlite3.connect(source) as db:
-        db.execute("CREATE TABLE orders_rds (row_id INTEGER PRIMARY KEY, status TEXT)")
-        db.executemany("INSERT INTO orders_rds VALUES (?, 'NEW')", [(i,) for i in range(1, 31)])
-    monkeypatch.setenv("DELTALOAD_STATE_DIR", str(tmp_path / "state"))
-    monkeypatch.setenv("DELTALOAD_SOURCE_URL", f"sqlite:///{source}")
-    monkeypatch.chdir(ROOT)
-    runner = CliRunner()
-
-    def run(*args: str) -> object:
-        return runner.invoke(app, list(args), catch_exceptions=False)
-
-    run.source = source  # type: ignore[attr-defined]
-    return run
-
-
-def write(tmp_path: Path, name: str, document: object) -> str:
-    path = tmp_path / name
-    path.write_text(json.dumps(document))
-    return str(path)
 
 
 def test_validate_exit_codes(cli, tmp_path):
@@ -272,7 +244,14 @@ def test_an_item_written_as_the_published_sample_writes_it_loads(cli, tmp_path):
         }
 
     on, off = sample_item("orders_sample", "Y"), sample_item("orders_switched_off", "N")
-    path = write(tmp_path, "sample.json", [on, off])
+    # Its between filter: both bounds in startvalue, "start,end", and no endvalue.
+    between = {
+        **sample_item("orders_sample_slice", "Y"),
+        "filteroperator": {"S": "between"},
+        "startvalue": {"S": "11,20"},
+    }
+    del between["endvalue"]
+    path = write(tmp_path, "sample.json", [on, off, between])
     assert cli("validate", path).exit_code == 0
     assert cli("onboard", path).exit_code == 0
     run = cli("run")
@@ -283,9 +262,12 @@ def test_an_item_written_as_the_published_sample_writes_it_loads(cli, tmp_path):
         30,
     )
     assert "lastRunStatus" not in status["orders_switched_off"]
+    assert status["orders_sample_slice"]["lastRunRows"] == 10
     lake = tmp_path / "state" / "s3"
-    files = [f for f in lake.rglob("*.parquet") if "orders_sample" in str(f)]
+    files = [f for f in lake.rglob("*.parquet") if "/orders_sample/" in str(f)]
     assert ds.dataset(files).count_rows() == 30
+    sliced = [f for f in lake.rglob("*.parquet") if "/orders_sample_slice/" in str(f)]
+    assert sorted(ds.dataset(sliced).to_table()["row_id"].to_pylist()) == list(range(11, 21))
 
 
 @pytest.mark.parametrize(

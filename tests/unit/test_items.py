@@ -377,6 +377,27 @@ def test_activeflag_accepts_the_published_samples_y_and_n(published_item, flag):
     assert item.to_plain()["activeflag"] == ("true" if expected else "false")
 
 
+def test_a_between_written_as_the_published_sample_writes_it(published_item):
+    # Its task function reads both bounds from startvalue, "start,end", with no endvalue.
+    item = parse_item({**published_item, "filteroperator": "between", "startvalue": "1, 10"})
+    assert (item.start_value, item.end_value) == ("1", "10")
+    plain = item.to_plain()
+    assert (plain["startvalue"], plain["endvalue"]) == ("1", "10")
+
+
+@pytest.mark.parametrize("start", ["1", "1,", "1,2,3"])
+def test_a_between_without_both_bounds_still_needs_its_endvalue(published_item, start):
+    problems = problems_of({**published_item, "filteroperator": "between", "startvalue": start})
+    assert "needs an endvalue" in problems["endvalue"]
+
+
+def test_a_comma_is_only_read_as_two_bounds_for_between(published_item):
+    raw = {**published_item, "filteroperator": "gte", "startvalue": "a,b"}
+    raw.pop("endvalue", None)
+    item = parse_item({**raw, "filtercolumntype": "string"})
+    assert (item.start_value, item.end_value) == ("a,b", None)
+
+
 @pytest.mark.parametrize("lag", ["\u00b2", "\uff13\uff10\uff10", "1.5", 1.5, True, "99999999999"])
 def test_safety_lag_takes_ascii_digits_within_thirty_days(published_item, lag):
     problems = problems_of({**published_item, "safetylagseconds": lag})

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -193,7 +194,11 @@ def test_onboard_into_a_deployed_table_uses_the_same_conditional_write(
     # moto's CloudFormation needs extras this project does not install: the stack's output
     # is answered here, the rest of the path is the command's own.
     monkeypatch.setattr(
-        cli, "_stack_output", lambda _session, stack, _key: {"prod": "deltaload-controller"}[stack]
+        cli,
+        "remote_stack",
+        lambda _clients=None: SimpleNamespace(
+            controller_table={"prod": "deltaload-controller"}[cli.Options.stack]
+        ),
     )
     file = tmp_path / "orders.json"
     file.write_text(json.dumps(ORDERS))

@@ -27,7 +27,7 @@ import uuid
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
@@ -48,6 +48,7 @@ from deltaload.local.s3 import DiskS3
 from deltaload.local.sessions import share_botocore_data
 from deltaload.local.source import Source
 from deltaload.local.template import LocalFunction, Template
+from deltaload.outcome import ExecutionResult, RunOutcome, TickResult, run_outcome
 
 # Short waits locally: the state machine takes every wait from the monitoring step.
 LOCAL_ENVIRONMENT = {
@@ -62,31 +63,6 @@ SOURCE_SECRET_NAME = "deltaload-local/source"
 WRITE_OPERATIONS = ("PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems")
 
 
-@dataclass
-class ExecutionResult:
-    """How one table's run ended."""
-
-    table: str
-    name: str
-    status: str
-    output: dict[str, Any] = field(default_factory=dict)
-    error: str | None = None
-    cause: str | None = None
-    outcome: RunOutcome | None = None
-
-
-@dataclass(frozen=True)
-class RunOutcome:
-    """What one run did, in the words the command line prints."""
-
-    result: str  # loaded | nothing to load | skipped | failed | interrupted | running
-    reason: str = ""
-    window: str = ""
-    rows: int | None = None
-    files: int | None = None
-    watermark: str | None = None
-
-
 @dataclass(frozen=True)
 class RecoveredRun:
     """An orphaned run finished through the failure path when a writer started."""
@@ -94,19 +70,6 @@ class RecoveredRun:
     table: str
     run_id: str
     failure: dict[str, Any]
-
-
-@dataclass
-class TickResult:
-    """One scheduled tick: the starter's summary and every execution's end."""
-
-    starter: dict[str, Any]
-    executions: list[ExecutionResult]
-
-    @property
-    def failed(self) -> list[ExecutionResult]:
-        """Executions that did not succeed."""
-        return [e for e in self.executions if e.status != "SUCCEEDED"]
 
 
 class LocalRuntime:
@@ -860,6 +823,7 @@ class LocalRuntime:
             output=output if isinstance(output, dict) else {"output": output},
             error=described.get("error"),
             cause=described.get("cause"),
+            arn=arn,
         )
 
     def _with_outcome(self, result: ExecutionResult) -> ExecutionResult:
@@ -875,41 +839,7 @@ class LocalRuntime:
             ),
             {},
         )
-        output = result.output
-        run = output.get("run") or {}
-        recorded = output.get("recorded") or {}
-        window = str(run.get("windowText") or record.get("windowText") or "")
-        if not window and record.get("window"):
-            window = f"{record['window'].get('lower')} .. {record['window'].get('upper')}"
-        lock = output.get("lock") or {}
-        if result.status == "SUCCEEDED" and lock.get("acquired") is False:
-            reason = str(lock.get("reason") or record.get("reason") or "")
-            return RunOutcome("skipped", reason)
-        status = str(record.get("status") or "")
-        if result.status == "SUCCEEDED" and status != store.FAILED:
-            rows = recorded.get("rows", record.get("rows"))
-            files = recorded.get("files", record.get("files"))
-            skip = run.get("skipReason") or record.get("skipReason")
-            if skip:
-                return RunOutcome(
-                    "skipped", str(skip), window, rows, files, recorded.get("watermark")
-                )
-            what = "loaded" if int(rows or 0) or int(files or 0) else "nothing to load"
-            return RunOutcome(
-                what,
-                "",
-                window,
-                int(rows or 0),
-                int(files or 0),
-                recorded.get("watermark", record.get("watermark")),
-            )
-        if result.status == "RUNNING":
-            return RunOutcome("running", "", window)
-        error = str(record.get("error") or "")
-        if not error and result.error:
-            error = f"{result.error}: {result.cause or ''}".strip(": ")
-        what = "interrupted" if result.status == "ABORTED" else "failed"
-        return RunOutcome(what, error or result.status, window)
+        return run_outcome(result, record)
 
     def running_executions(self) -> list[str]:
         """The ARNs of the load state machine's executions still running in this process."""
