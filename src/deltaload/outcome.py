@@ -6,6 +6,7 @@ history record, so ``deltaload run`` prints one summary whichever side ran it.
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -25,6 +26,21 @@ class ExecutionResult:
     outcome: RunOutcome | None = None
     arn: str | None = None
     failed_step: str | None = None  # the state whose error ended the run (deployed runs)
+
+    @classmethod
+    def described(cls, description: dict[str, Any], arn: str) -> ExecutionResult:
+        """The result of a Step Functions DescribeExecution answer."""
+        execution_input = json.loads(description.get("input") or "{}")
+        output = json.loads(description["output"]) if description.get("output") else {}
+        return cls(
+            table=str(execution_input.get("table", "?")),
+            name=description["name"],
+            status=description["status"],
+            output=output if isinstance(output, dict) else {"output": output},
+            error=description.get("error"),
+            cause=description.get("cause"),
+            arn=arn,
+        )
 
     def to_json(self) -> dict[str, Any]:
         """The run as JSON for ``--json``: its execution and what it did."""

@@ -161,17 +161,7 @@ class Stack:
         history."""
         with aws_errors(f"stack {self.name!r}: cannot describe {execution_arn}"):
             described = self.clients.sfn.describe_execution(executionArn=execution_arn)
-        execution_input = json.loads(described.get("input") or "{}")
-        output = json.loads(described["output"]) if described.get("output") else {}
-        result = ExecutionResult(
-            table=str(execution_input.get("table", "?")),
-            name=described["name"],
-            status=described["status"],
-            output=output if isinstance(output, dict) else {"output": output},
-            error=described.get("error"),
-            cause=described.get("cause"),
-            arn=execution_arn,
-        )
+        result = ExecutionResult.described(described, execution_arn)
         if result.status not in ("RUNNING", "SUCCEEDED"):
             step, error, cause = self.failure(execution_arn)
             if error:

@@ -33,6 +33,20 @@ sys.exit(code)
 """
 
 
+def _probe(folder: Path, heavy: tuple[str, ...], args: list[str]) -> subprocess.CompletedProcess:
+    """``deltaload ARGS`` in a fresh interpreter in ``folder``; stderr names the ``heavy``
+    modules it imported."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "DELTALOAD_STATE_DIR": "state"}
+    return subprocess.run(
+        [sys.executable, "-c", PROBE.format(heavy=heavy), *args],
+        cwd=folder,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
 @pytest.fixture
 def state(tmp_path: Path) -> Path:
     """A state folder holding one controller item and one run record, as files."""
@@ -66,15 +80,7 @@ def test_a_command_that_only_reads_imports_no_emulator_and_no_engine(
     state: Path, args: list[str]
 ) -> None:
     before = sorted(p.relative_to(state) for p in state.rglob("*"))
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "DELTALOAD_STATE_DIR": "state"}
-    result = subprocess.run(
-        [sys.executable, "-c", PROBE.format(heavy=HEAVY), *args],
-        cwd=state,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = _probe(state, HEAVY, args)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "IMPORTED []" in result.stderr, result.stderr
     assert sorted(p.relative_to(state) for p in state.rglob("*")) == before
@@ -85,15 +91,8 @@ def test_a_command_that_only_reads_imports_no_emulator_and_no_engine(
 def test_a_run_does_not_import_the_emulations_its_state_machine_never_calls(tmp_path: Path) -> None:
     # moto's Step Functions interpreter imports moto.batch for Batch tasks, and that
     # package imports the whole EC2 emulation; the definition calls neither.
-    probe = PROBE.format(heavy=("moto.stepfunctions.parser.asl.parse.asl_parser", "moto.ec2"))
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "DELTALOAD_STATE_DIR": "state"}
-    result = subprocess.run(
-        [sys.executable, "-c", probe, "run"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
+    result = _probe(
+        tmp_path, ("moto.stepfunctions.parser.asl.parse.asl_parser", "moto.ec2"), ["run"]
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "IMPORTED ['moto.stepfunctions.parser.asl.parse.asl_parser']" in result.stderr

@@ -813,18 +813,7 @@ class LocalRuntime:
             self._local.cleanup = False
 
     def _describe(self, sfn: Any, arn: str) -> ExecutionResult:
-        described = sfn.describe_execution(executionArn=arn)
-        execution_input = json.loads(described.get("input") or "{}")
-        output = json.loads(described.get("output") or "{}") if described.get("output") else {}
-        return ExecutionResult(
-            table=execution_input.get("table", "?"),
-            name=described["name"],
-            status=described["status"],
-            output=output if isinstance(output, dict) else {"output": output},
-            error=described.get("error"),
-            cause=described.get("cause"),
-            arn=arn,
-        )
+        return ExecutionResult.described(sfn.describe_execution(executionArn=arn), arn)
 
     def _with_outcome(self, result: ExecutionResult) -> ExecutionResult:
         return replace(result, outcome=self.outcome(result))
