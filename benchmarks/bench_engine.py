@@ -45,8 +45,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from deltaload.local.account import REGION
-
 DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 CASES = (
     "engine-full",
@@ -178,6 +176,7 @@ def case_engine(args: argparse.Namespace, delta: bool, folder_s3: bool = False) 
     import boto3
     from moto import mock_aws
 
+    from deltaload.local.account import REGION
     from deltaload.local.dms import LocalDms, Quotas, Timing
 
     os.environ.update(
