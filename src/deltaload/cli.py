@@ -158,6 +158,7 @@ def runtime(*, writer: bool = True, **kwargs: Any) -> Iterator[Any]:
     message when another command holds it) and first finishes any run a dead process
     left locked; a reader (``writer=False``) takes no lock and writes nothing.
     """
+    from deltaload.local.dms import Timing
     from deltaload.local.runtime import LocalRuntime, Source
 
     def waiting(holder: Any) -> None:
@@ -177,6 +178,9 @@ def runtime(*, writer: bool = True, **kwargs: Any) -> Iterator[Any]:
         )
         if writer:
             kwargs.setdefault("log_file", Options.state_dir / "logs" / "functions.log")
+        # The engine's statuses change in hundredths of a second: the workflow still has
+        # to poll for each one, as on AWS, but a command waits for no made-up DMS time.
+        kwargs.setdefault("timing", Timing.quick())
         if os.environ.get(QUICK_ENV):
             kwargs.update(_quick_runtime())
         with LocalRuntime(
@@ -223,17 +227,12 @@ def reader() -> Any:
         raise fail(str(error)) from None
 
 
-# Test-only: the tests of the real command line set this for the engine's quick timing.
+# Test-only: the tests of the real command line set this for zero-second polls.
 QUICK_ENV = "DELTALOAD_TEST_QUICK"
 
 
 def _quick_runtime() -> dict[str, Any]:
-    from deltaload.local.dms import Timing
-
-    return {
-        "timing": Timing.quick(),
-        "environment": {"POLL_INITIAL_SECONDS": "0", "POLL_MAX_SECONDS": "1"},
-    }
+    return {"environment": {"POLL_INITIAL_SECONDS": "0", "POLL_MAX_SECONDS": "1"}}
 
 
 def fail(message: str) -> typer.Exit:

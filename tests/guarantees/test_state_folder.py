@@ -65,7 +65,7 @@ class Folder:
             "DELTALOAD_SOURCE_URL": f"sqlite:///{self.source}",
             "COLUMNS": "250",
             "PYTHONUNBUFFERED": "1",
-            "DELTALOAD_TEST_QUICK": "1",  # the engine's quick timing, polls every second
+            "DELTALOAD_TEST_QUICK": "1",  # zero-second polls, at most one second apart
         }
         for name in ("DELTALOAD_TEST_KILL_AT", "DELTALOAD_TEST_PAUSE_AT", "DELTALOAD_LOCK_TIMEOUT"):
             env.pop(name, None)
