@@ -324,9 +324,7 @@ def register(
 def _check_partition_errors(table: str, errors: Iterable[Mapping[str, Any]]) -> None:
     # A partition another attempt added already is what this call wanted.
     refused = [
-        e
-        for e in errors
-        if e.get("ErrorDetail", {}).get("ErrorCode") != "AlreadyExistsException"
+        e for e in errors if e.get("ErrorDetail", {}).get("ErrorCode") != "AlreadyExistsException"
     ]
     if refused:
         detail = "; ".join(

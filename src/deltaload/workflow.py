@@ -463,7 +463,7 @@ def register_catalog(
             ),
         )
         registration = catalog.register(clients, settings, table, [unit])
-    except Exception as error:  # noqa: BLE001 - whatever went wrong, the run stays committed
+    except Exception as error:  # whatever went wrong, the run stays committed
         text = (
             f"Glue catalog not updated ({type(error).__name__}: {error}); the next run that "
             "publishes registers what is missing"
