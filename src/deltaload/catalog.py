@@ -123,10 +123,17 @@ def current_version_sql(
     table_schema: Sequence[Mapping[str, Any]],
     key_columns: Sequence[str],
     order_column: str,
+    *,
+    database: str | None = None,
 ) -> str:
-    """The latest version of each row (by key) of an ``updated_at``-style table: the row
-    with the greatest ``order_column``, a later run winning a tie. Standard SQL that
-    Athena (Trino) and DuckDB both run."""
+    """The latest version of each row (by key) of an ``updated_at``-style table.
+
+    Per key the row with the greatest ``order_column`` wins; on a tie the later run (run
+    ids sort by their start time); on a tie within one run the greatest values of the
+    other columns, in table order, so the same lake always gives the same rows (rows equal
+    in every column are the same row). Standard SQL that Athena (Trino) and DuckDB both
+    run; ``database`` qualifies the table for Athena.
+    """
     names = [c["Name"] for c in glue_columns(table_schema)]
     missing = [k for k in [*key_columns, order_column] if k.lower() not in names]
     if not key_columns or missing:
@@ -135,17 +142,38 @@ def current_version_sql(
             f"column among the table's columns ({', '.join(names)}); missing: "
             f"{', '.join(missing) or 'key columns'}"
         )
-    keys = ", ".join(_double(k.lower()) for k in key_columns)
-    listed = ", ".join(_double(n) for n in names)
+    keys = [k.lower() for k in key_columns]
+    order = order_column.lower()
+    rest = [n for n in names if n not in keys and n != order]
+    ordering = ", ".join(f"{_double(n)} DESC NULLS LAST" for n in [order, PARTITION_COLUMN, *rest])
+    listed = ", ".join(_double(n) for n in [*names, PARTITION_COLUMN])
+    source = f"{_double(database)}.{_double(table)}" if database else _double(table)
     return (
         f"SELECT {listed} FROM (\n"
         f"  SELECT *, row_number() OVER (\n"
-        f"    PARTITION BY {keys}\n"
-        f"    ORDER BY {_double(order_column.lower())} DESC, {_double(PARTITION_COLUMN)} DESC\n"
+        f"    PARTITION BY {', '.join(_double(k) for k in keys)}\n"
+        f"    ORDER BY {ordering}\n"
         f"  ) AS deltaload_version\n"
-        f"  FROM {_double(table)}\n"
+        f"  FROM {source}\n"
         ") WHERE deltaload_version = 1"
     )
+
+
+def view_name(table: str) -> str:
+    """The current-version view of an item's Glue table: ``<table>_current``."""
+    return f"{table}_current"
+
+
+def create_view_ddl(
+    database: str,
+    table: str,
+    table_schema: Sequence[Mapping[str, Any]],
+    key_columns: Sequence[str],
+    order_column: str,
+) -> str:
+    """Athena ``CREATE OR REPLACE VIEW`` of the current version of each row."""
+    query = current_version_sql(table, table_schema, key_columns, order_column, database=database)
+    return f"CREATE OR REPLACE VIEW {_double(database)}.{_double(view_name(table))} AS\n{query}"
 
 
 def _double(name: str) -> str:
