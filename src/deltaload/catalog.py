@@ -176,6 +176,28 @@ def create_view_ddl(
     return f"CREATE OR REPLACE VIEW {_double(database)}.{_double(view_name(table))} AS\n{query}"
 
 
+def athena_ddl(
+    database: str,
+    target_table_name: str,
+    location: str,
+    table_schema: Sequence[Mapping[str, Any]],
+    runs: Sequence[str],
+    *,
+    key_columns: Sequence[str] = (),
+    order_column: str | None = None,
+) -> str:
+    """Every statement that makes an item's table in Athena as the stack keeps it: the
+    table, a partition per published run and, with key columns, the current-version view;
+    each ends with ``;``."""
+    name = glue_table_name(target_table_name)
+    statements = [create_table_ddl(database, name, location, table_schema)]
+    if runs:
+        statements.append(add_partitions_ddl(database, name, location, runs))
+    if key_columns and order_column:
+        statements.append(create_view_ddl(database, name, table_schema, key_columns, order_column))
+    return "\n\n".join(f"{s};" for s in statements)
+
+
 def _double(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 

@@ -9,11 +9,16 @@ leaves the run committed, warns, and the next run registers what is missing.
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+import duckdb
 import pytest
+from typer.testing import CliRunner
 
 from deltaload.catalog import PARQUET_INPUT, PARQUET_OUTPUT, PARQUET_SERDE
+from deltaload.cli import app
 from deltaload.local.runtime import LocalRuntime
 from tests.integration.conftest import OrdersTable, Ticks
 from tests.integration.test_offline_workflow import assert_clean, published
@@ -124,3 +129,65 @@ def test_a_catalog_failure_warns_and_the_next_run_registers_what_is_missing(
     assert columns(glue_table(rt)) == COLUMNS
     assert set(partitions(rt)) == {first, second}
     assert not [w for w in rt.history(TARGET)[-1].get("warnings", []) if "Glue" in w]
+
+
+def test_ddl_prints_the_table_and_a_current_version_view_duckdb_runs_over_the_lake(
+    orders: OrdersTable, offline: LocalRuntime, ticks: Ticks, tmp_path: Path
+):
+    rt = offline
+    target = "changes_glue"
+    rt.put_item(
+        orders.item(
+            target,
+            filtercolumn="updated_at",
+            filtercolumntype="timestamp",
+            startvalue="2000-01-01 00:00:00",
+            safetylagseconds=0,
+            keycolumns="row_id",
+        )
+    )
+    orders.insert(range(1, 6), datetime.now(UTC) - timedelta(hours=1))
+    [first] = rt.tick(now=ticks()).executions
+    # Windows end at the clock's last whole second: each change lands in the next run.
+    time.sleep(1.05)
+    orders.update([2, 4], "PAID", datetime.now(UTC))
+    orders.insert(range(6, 8), datetime.now(UTC))
+    time.sleep(1.05)
+    [second] = rt.tick(now=ticks()).executions
+    time.sleep(1.05)
+    orders.update([4], "SHIPPED", datetime.now(UTC))
+    time.sleep(1.05)
+    [third] = rt.tick(now=ticks()).executions
+    assert [e.status for e in (first, second, third)] == ["SUCCEEDED"] * 3
+    runs = published(rt, target)
+    assert sum(len(rows) for rows in runs.values()) == 10  # 1-5, then 2, 4, 6, 7, then 4
+
+    out = CliRunner(env={"COLUMNS": "300"}).invoke(
+        app, ["--state-dir", str(tmp_path / "state"), "ddl", target], catch_exceptions=False
+    )
+    assert out.exit_code == 0, out.output
+    statements = [s.strip() for s in out.output.split(";") if s.strip()]
+    create, partitions_ddl, view = statements
+    db = database(rt)
+    assert create.startswith(f"CREATE EXTERNAL TABLE IF NOT EXISTS `{db}`.`{target}`")
+    assert "PARTITIONED BY (`run` string)" in create and "STORED AS PARQUET" in create
+    assert all(f"PARTITION (run = '{run}')" in partitions_ddl for run in runs)
+    assert view.startswith(f'CREATE OR REPLACE VIEW "{db}"."{target}_current" AS')
+
+    # The view, as printed, run by DuckDB over the offline lake: one row per key, the latest.
+    lake = tmp_path / "state" / "s3" / rt.bucket / "lake" / "dwh" / target
+    duck = duckdb.connect()
+    duck.execute(f'CREATE SCHEMA "{db}"')
+    duck.execute(
+        f'CREATE VIEW "{db}"."{target}" AS SELECT * FROM read_parquet('
+        f"'{lake}/run=*/*.parquet', union_by_name = true, hive_partitioning = true)"
+    )
+    duck.execute(view)
+    current = duck.execute(
+        f'SELECT row_id, status, run FROM "{db}"."{target}_current" ORDER BY row_id'
+    ).fetchall()
+    assert [r[0] for r in current] == list(range(1, 8))
+    by_key = {r[0]: (r[1], r[2]) for r in current}
+    assert by_key[2] == ("PAID", second.name)
+    assert by_key[4] == ("SHIPPED", third.name)
+    assert by_key[1] == ("NEW", first.name)

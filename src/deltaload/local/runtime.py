@@ -1,7 +1,7 @@
 """The offline runtime: the real template, state machine and handlers, with AWS in-process.
 
-moto emulates DynamoDB, SNS, Secrets Manager, the Glue Data Catalog and Step Functions (executing
-the real definition from ``statemachine/``); Lambda Invoke calls are answered
+moto emulates DynamoDB, SNS, Secrets Manager, the Glue Data Catalog and Step Functions
+(executing the real definition from ``statemachine/``); Lambda Invoke calls are answered
 in-process by the template's handlers, DMS calls by the local replication engine
 and S3 calls by the state folder's files (``deltaload.local.s3``), all through
 botocore's ``before-send`` event, so the handlers' boto3 code is the code that
@@ -442,15 +442,10 @@ class LocalRuntime:
         self.template.set_physical_id(logical_id, identifier)
 
     def _create_glue_database(self, logical_id: str) -> None:
-        # AWS::Glue::Database: Ref gives the database name.
-        # https://docs.aws.amazon.com/AWSCloudFormation/latest/TemplateReference/aws-resource-glue-database.html
         database = self.template.properties(logical_id)["DatabaseInput"]
         self.session.client("glue").create_database(
             DatabaseInput={k: v for k, v in database.items() if k in ("Name", "Description")}
         )
-        name = database["Name"]
-        arn = f"arn:aws:glue:{REGION}:{ACCOUNT}:database/{name}"
-        self.template.set_physical_id(logical_id, name, arn)
 
     def _create_endpoint(self, logical_id: str) -> None:
         """Create the template's source endpoint, pointed at the local source database."""
