@@ -191,3 +191,17 @@ def test_ddl_prints_the_table_and_a_current_version_view_duckdb_runs_over_the_la
     assert by_key[2] == ("PAID", second.name)
     assert by_key[4] == ("SHIPPED", third.name)
     assert by_key[1] == ("NEW", first.name)
+
+
+@pytest.mark.parametrize("orders", ["sqlite"], indirect=True)
+def test_ddl_before_any_published_file_says_so(
+    orders: OrdersTable, offline: LocalRuntime, tmp_path: Path
+):
+    offline.put_item(orders.item(TARGET))
+    runner = CliRunner(env={"COLUMNS": "300"})
+    state = ["--state-dir", str(tmp_path / "state")]
+    out = runner.invoke(app, [*state, "ddl", TARGET])
+    assert out.exit_code == 1
+    assert "no run has published files yet" in out.output and "Traceback" not in out.output
+    out = runner.invoke(app, [*state, "ddl", "nosuch"])
+    assert out.exit_code == 1 and "no controller item 'nosuch'" in out.output
