@@ -404,8 +404,7 @@ def test_the_catalog_grant_is_the_stack_database_only() -> None:
 
     secret = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:s-AbCdEf"
     template = Template.load(ROOT, {"SourceSecretArn": secret})
-    database = template.resolve(template.properties("GlueDatabase")["DatabaseInput"]["Name"])
-    template.set_physical_id("GlueDatabase", database)
+    database = template.physical_ids["GlueDatabase"]
     statements = roles(template)[role_of("RecordSuccessFunction")]["statements"]
     table_input = {"Name": "orders", "StorageDescriptor": {}}
     for operation, params in (
