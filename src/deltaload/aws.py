@@ -128,6 +128,11 @@ class Clients:
         """CloudWatch client."""
         return self.client("cloudwatch")
 
+    @property
+    def glue(self) -> Any:
+        """Glue (Data Catalog) client."""
+        return self.client("glue")
+
 
 def for_profile(profile: str | None = None, region: str | None = None) -> Clients:
     """Clients for a named AWS profile and region (boto3's default session without one)."""

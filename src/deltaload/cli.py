@@ -512,6 +512,56 @@ def status(as_json: AS_JSON = False):
             console.print(f"{name}: last schema change {change}")
 
 
+@app.command()
+def ddl(table: Annotated[str, typer.Argument(help="targetTableName of the item.")]):
+    """The Athena DDL of TABLE as the stack catalogs it: its Glue table, a partition per
+    published run and, for an item with keycolumns, the view of each row's current version."""
+    from deltaload import catalog, names
+    from deltaload.items import parse_item
+
+    state = state_source()
+    raw = state.item(table)
+    if raw is None:
+        raise fail(f"no controller item {table!r}: `deltaload status` lists the items")
+    try:
+        item = parse_item(raw)
+    except DeltaloadError as error:
+        raise fail(str(error)) from None
+    bucket = state.function_environment("DATA_BUCKET")
+    database = state.function_environment("GLUE_DATABASE")
+    if not bucket or not database:
+        raise fail("the functions' environment names no DATA_BUCKET or GLUE_DATABASE")
+    prefix = names.as_prefix(
+        names.folder(item.output_s3_prefix, item.source_schema, item.target_table_name)
+    )
+    key = item.run_state.get("schemaManifestKey")
+    body = state.lake_object(bucket, str(key)) if key else None
+    if body is None:
+        raise fail(
+            f"table {table!r}: no run has published files yet, so its columns are unknown; "
+            "`deltaload run` first"
+        )
+    manifests = f"{prefix}_manifests/"
+    runs = [
+        k[len(manifests) : -len(".json")]
+        for k in state.lake_keys(bucket, manifests)
+        if k.endswith(".json") and "/" not in k[len(manifests) :]
+    ]
+    try:
+        text = catalog.athena_ddl(
+            database,
+            item.target_table_name,
+            f"s3://{bucket}/{prefix}",
+            json.loads(body)["tableSchema"],
+            runs,
+            key_columns=item.key_columns,
+            order_column=item.filter_column,
+        )
+    except (DeltaloadError, KeyError, ValueError) as error:
+        raise fail(f"table {table!r}: cannot write its DDL: {error}") from None
+    console.print(text, soft_wrap=True, highlight=False, markup=False)
+
+
 _STATUS_COLOURS = {"SUCCEEDED": "green", "FAILED": "red", "RUNNING": "yellow", "RESET": "cyan"}
 
 

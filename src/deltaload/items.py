@@ -111,6 +111,7 @@ EXTENSION_ATTRIBUTES = (
     "replicationmode",
     "schemachanges",
     "freshnesslimitseconds",
+    "keycolumns",
 )
 RUN_STATE_ATTRIBUTES = (
     "watermark",
@@ -162,6 +163,8 @@ class ControllerItem(BaseModel):
     replication_mode: ReplicationMode | None = None
     schema_changes: SchemaPolicy = SchemaPolicy.COMPATIBLE
     freshness_limit_seconds: int | None = None
+    # The columns identifying a row, for the catalog's current-version view (gte items).
+    key_columns: tuple[str, ...] = ()
     description: str | None = None
     watermark: str | None = None
     run_state: dict[str, Any] = Field(default_factory=dict)
@@ -194,6 +197,7 @@ class ControllerItem(BaseModel):
                 if self.schema_changes is not SchemaPolicy.COMPATIBLE
                 else None
             ),
+            "keycolumns": ",".join(self.key_columns) if self.key_columns else None,
             "description": self.description,
             "watermark": self.watermark,
         }
@@ -263,6 +267,9 @@ def _parse_item(raw: Mapping[str, Any]) -> ControllerItem:
         or SchemaPolicy.COMPATIBLE
     )
     values["description"] = _description(raw.get("description"), problems)
+    values["key_columns"] = _key_columns(
+        raw.get("keycolumns"), values["filter_column"], operator, problems
+    )
 
     start = _filter_value("startvalue", raw.get("startvalue"), problems)
     end = _filter_value("endvalue", raw.get("endvalue"), problems)
@@ -671,6 +678,44 @@ def _freshness_limit(value: Any, problems: list[Problem]) -> int | None:
         problems.append(Problem("freshnesslimitseconds", _describe(value), rule))
         return None
     return seconds
+
+
+_KEY_COLUMNS_RULE = (
+    "expected the names of the columns that identify a row, separated by commas "
+    "(e.g. 'order_id' or 'order_id,line_no'): each a source identifier, each once, "
+    "not the filter column"
+)
+
+
+def _key_columns(
+    value: Any, filter_column: str | None, operator: FilterOperator | None, problems: list[Problem]
+) -> tuple[str, ...]:
+    """keycolumns: the row key of an incremental item, for the current-version view."""
+    if _is_blank(value):
+        return ()
+    if not isinstance(value, str):
+        problems.append(Problem("keycolumns", _describe(value), _KEY_COLUMNS_RULE))
+        return ()
+    names = tuple(part.strip() for part in value.split(","))
+    lowered = [n.lower() for n in names]
+    if (
+        not all(IDENTIFIER.fullmatch(n) for n in names)
+        or len(set(lowered)) != len(lowered)
+        or (filter_column is not None and filter_column.lower() in lowered)
+    ):
+        problems.append(Problem("keycolumns", _describe(value), _KEY_COLUMNS_RULE))
+        return ()
+    if operator is not None and operator is not FilterOperator.GTE:
+        problems.append(
+            Problem(
+                "keycolumns",
+                _describe(value),
+                "only items with filteroperator gte (which load a changed row again in a "
+                f"later run) have a current version per key; this item's is {operator.value}",
+            )
+        )
+        return ()
+    return names
 
 
 def _description(value: Any, problems: list[Problem]) -> str | None:

@@ -126,6 +126,25 @@ class Stack:
         value = (config.get("Environment") or {}).get("Variables", {}).get(name)
         return str(value) if value is not None else None
 
+    def lake_object(self, bucket: str, key: str) -> bytes | None:
+        """An object of the stack's lake, or None."""
+        try:
+            with aws_errors(f"stack {self.name!r}: cannot read s3://{bucket}/{key}"):
+                return self.clients.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        except StackError as error:
+            if "NoSuchKey" in str(error):
+                return None
+            raise
+
+    def lake_keys(self, bucket: str, prefix: str) -> list[str]:
+        """The keys of the stack's lake under ``prefix``, sorted."""
+        keys: list[str] = []
+        paginator = self.clients.s3.get_paginator("list_objects_v2")
+        with aws_errors(f"stack {self.name!r}: cannot list s3://{bucket}/{prefix}"):
+            for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
+                keys += [entry["Key"] for entry in page.get("Contents", [])]
+        return sorted(keys)
+
     def execution_arn(self, run_id: str) -> str:
         """The ARN of the execution of run ``run_id`` (runs are named after their execution)."""
         return f"{self.state_machine_arn.replace(':stateMachine:', ':execution:')}:{run_id}"

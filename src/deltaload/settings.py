@@ -44,6 +44,8 @@ class Settings:
     max_replication_instances: int = 50
     max_tasks_per_shared_instance: int = 90
     max_file_size_kb: int = 1_048_576
+    # The Glue database the stack keeps a table per controller item in; empty: no catalog.
+    glue_database: str = ""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:

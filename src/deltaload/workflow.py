@@ -13,7 +13,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from deltaload import backoff, lake, names, publish, replication, store
+from deltaload import backoff, catalog, lake, names, publish, replication, store
 from deltaload.aws import Clients, TransientError
 from deltaload.errors import DeltaloadError, WaitTimeoutError
 from deltaload.items import SchemaPolicy, parse_item
@@ -395,6 +395,11 @@ def record_success(
         schema_manifest_key=outcome.schema_manifest_key if outcome else None,
         schema_change=f"run {run_id}: {schema_change}" if schema_change else None,
     )
+    if outcome is not None and status == store.SUCCEEDED:
+        # After the watermark: the data is committed whatever the catalog says.
+        problem = register_catalog(clients, settings, table, run_id, outcome)
+        if problem:
+            warnings.append(problem)
     # Written even when this is a retry of an already committed call: the first attempt
     # may have committed and then failed writing this record (put is idempotent).
     record = store.SuccessRecord(
@@ -438,6 +443,45 @@ def record_success(
         # the state machine notifies whenever this is present
         warning=" | ".join(notes) if notes else None,
     )
+
+
+def register_catalog(
+    clients: Clients, settings: Settings, table: str, run_id: str, outcome: Published
+) -> str | None:
+    """Register the published run in the Glue Data Catalog; a warning text if that failed.
+
+    A catalog failure never fails the run or touches its data: the run stays committed,
+    the warning goes to the history and the notification, and the next run that publishes
+    registers every partition the catalog lacks (``catalog.register``).
+    """
+    try:
+        unit = catalog.PublishedUnit(
+            run_id=run_id,
+            run_prefix=outcome.run_prefix,
+            table_schema=catalog.table_schema_of(
+                clients, settings.data_bucket, outcome.schema_manifest_key
+            ),
+        )
+        registration = catalog.register(clients, settings, table, [unit])
+    except Exception as error:  # whatever went wrong, the run stays committed
+        text = (
+            f"Glue catalog not updated ({type(error).__name__}: {error}); the next run that "
+            "publishes registers what is missing"
+        )
+        logger.warning("catalog not updated", extra={"table": table, "error": text})
+        return text
+    if registration is not None:
+        logger.info(
+            "catalog updated",
+            extra={
+                "table": table,
+                "glueTable": f"{registration.database}.{registration.table}",
+                "tableCreated": registration.created,
+                "tableUpdated": registration.updated,
+                "partitionsAdded": len(registration.partitions_added),
+            },
+        )
+    return None
 
 
 def _error_text(error: CaughtError | None) -> tuple[str, str]:

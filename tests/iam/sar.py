@@ -59,6 +59,10 @@ def _copy_source(params: Mapping[str, Any]) -> dict[str, Any]:
     return {"Bucket": source["Bucket"], "Key": source["Key"]}
 
 
+def _glue_table_input(params: Mapping[str, Any]) -> dict[str, Any]:
+    return {**params, "TableName": params["TableInput"]["Name"]}
+
+
 # API operations authorized as other actions, and on which parameters.
 _Split = Callable[[Mapping[str, Any]], list[tuple[str, Mapping[str, Any]]]]
 _ACTIONS: dict[tuple[str, str], _Split] = {
@@ -81,6 +85,11 @@ _ACTIONS: dict[tuple[str, str], _Split] = {
     ("s3", "UploadPart"): lambda p: [("PutObject", p)],
     ("s3", "CompleteMultipartUpload"): lambda p: [("PutObject", p)],
     ("s3", "AbortMultipartUpload"): lambda p: [("AbortMultipartUpload", p)],
+    # Glue API reference: GetTable names its table in Name, CreateTable and UpdateTable in
+    # TableInput.Name; the actions are the operations' own (table ARN .../${TableName}).
+    ("glue", "GetTable"): lambda p: [("GetTable", {**p, "TableName": p["Name"]})],
+    ("glue", "CreateTable"): lambda p: [("CreateTable", _glue_table_input(p))],
+    ("glue", "UpdateTable"): lambda p: [("UpdateTable", _glue_table_input(p))],
 }
 
 # ARN variables of the reference's formats, filled from request parameters.
@@ -91,6 +100,7 @@ _VARIABLES: dict[str, Callable[[Mapping[str, Any]], Any]] = {
     "BucketName": lambda p: p.get("Bucket"),
     "ObjectName": lambda p: p.get("Key"),
     "TableName": lambda p: p.get("TableName"),
+    "DatabaseName": lambda p: p.get("DatabaseName"),
     "FunctionName": lambda p: p.get("FunctionName"),
 }
 

@@ -46,6 +46,11 @@ def _fail_after_rows(rt: LocalRuntime) -> Any:
     rt.dms.faults.fail_after_rows("*", 10)
 
 
+def _add_a_column(table: OrdersTable) -> None:
+    with table.engine.begin() as conn:
+        conn.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN extra VARCHAR(20)")
+
+
 @dataclass(frozen=True)
 class Scenario:
     """One offline run: stack parameters, item changes, a fault, and the calls it must make."""
@@ -60,6 +65,8 @@ class Scenario:
     # A second run of the table (with new rows) reads the first run's manifest for the
     # table's schema; its calls are checked too.
     second_run: bool = False
+    # What changes at the source before the second run (a column added: UpdateTable).
+    between_runs: Callable[[OrdersTable], Any] | None = None
 
 
 SERVERLESS = {"ReplicationMode": "serverless"}
@@ -72,6 +79,9 @@ SCENARIOS = {
             ("CreateResourcesFunction", "CreateReplicationInstance"),
             ("VerifyPublishFunction", "CopyObject"),
             ("RecordSuccessFunction", "UpdateItem"),
+            ("RecordSuccessFunction", "GetTable"),
+            ("RecordSuccessFunction", "CreateTable"),
+            ("RecordSuccessFunction", "BatchCreatePartition"),
             ("TeardownFunction", "DeleteReplicationInstance"),
             (STATE_MACHINE, "Invoke"),
         ),
@@ -114,7 +124,20 @@ SCENARIOS = {
         arm=_throttle_once("dms", "DeleteReplicationConfig"),
         retried=("TeardownFunction", "DeleteReplicationConfig"),
     ),
-    "instance-second-run": Scenario(second_run=True),
+    "instance-second-run": Scenario(
+        second_run=True,
+        must_call=(
+            ("RecordSuccessFunction", "GetPartitions"),
+            ("RecordSuccessFunction", "ListObjectsV2"),
+            ("RecordSuccessFunction", "GetObject"),
+        ),
+    ),
+    # The catalog follows a column added at the source.
+    "instance-column-added": Scenario(
+        second_run=True,
+        between_runs=_add_a_column,
+        must_call=(("RecordSuccessFunction", "UpdateTable"),),
+    ),
     # An item may ask for DMS Serverless on a stack whose default mode is instance.
     "serverless-item-on-instance-stack": Scenario(
         item={"replicationmode": "serverless"},
@@ -236,6 +259,8 @@ def test_every_call_is_allowed_by_its_role(
         if armed is not None and hasattr(armed, "fired"):
             assert armed.fired == 1, f"{name}: the fault never fired"
         if scenario.second_run:
+            if scenario.between_runs:
+                scenario.between_runs(table)
             table.insert(range(ROWS + 1, ROWS + 6), old())
             [second] = rt.tick(now=ticks()).executions
             assert second.status == "SUCCEEDED", (second, rt.item(TARGET))
@@ -368,3 +393,39 @@ def test_a_missing_statement_is_caught() -> None:
     assert evaluate(statements, request.action, request.resource, request.context).allowed
     without = [s for s in statements if s.get("Sid") != "StartLoadExecutions"]
     assert not evaluate(without, request.action, request.resource, request.context).allowed
+
+
+def test_the_catalog_grant_is_the_stack_database_only() -> None:
+    """RecordSuccess may change the tables of the stack's Glue database, no other's: the
+    table ARN is part of each request, and a table of another database is denied."""
+    from deltaload.local.template import Template
+    from tests.iam.recorder import Call
+    from tests.iam.roles import ROOT
+
+    secret = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:s-AbCdEf"
+    template = Template.load(ROOT, {"SourceSecretArn": secret})
+    database = template.physical_ids["GlueDatabase"]
+    statements = roles(template)[role_of("RecordSuccessFunction")]["statements"]
+    table_input = {"Name": "orders", "StorageDescriptor": {}}
+    for operation, params in (
+        ("GetTable", {"Name": "orders"}),
+        ("CreateTable", {"TableInput": table_input}),
+        ("UpdateTable", {"TableInput": table_input}),
+        ("GetPartitions", {"TableName": "orders"}),
+        ("BatchCreatePartition", {"TableName": "orders", "PartitionInputList": []}),
+    ):
+        own = requests_for(
+            Call("RecordSuccessFunction", "glue", operation, {"DatabaseName": database, **params}),
+            {},
+        )
+        assert f"arn:aws:glue:{REGION}:{ACCOUNT}:table/{database}/orders" in {
+            r.resource for r in own
+        }
+        assert all(evaluate(statements, r.action, r.resource, r.context).allowed for r in own)
+        other = requests_for(
+            Call("RecordSuccessFunction", "glue", operation, {"DatabaseName": "other", **params}),
+            {},
+        )
+        assert not all(
+            evaluate(statements, r.action, r.resource, r.context).allowed for r in other
+        ), operation

@@ -216,3 +216,19 @@ def test_a_stack_that_does_not_exist_is_an_error_not_a_traceback(stack):
     result = CliRunner().invoke(app, ["status", "--stack", "nope"], catch_exceptions=False)
     assert result.exit_code == 1
     assert "stack 'nope': cannot read its outputs" in result.output
+
+
+def test_ddl_on_the_stack(stack):
+    missing = stack("ddl", "orders_s3")
+    assert missing.exit_code == 1 and "no controller item 'orders_s3'" in missing.output
+    _onboard(stack)
+    assert stack("run").exit_code == 0
+    [record] = json.loads(stack("runs", "orders_s3", "--json").stdout)
+    out = stack("ddl", "orders_s3")
+    assert out.exit_code == 0, out.output
+    database = stack.rt.template.physical_ids["GlueDatabase"]
+    assert f"CREATE EXTERNAL TABLE IF NOT EXISTS `{database}`.`orders_s3`" in out.output
+    location = f"s3://{stack.rt.bucket}/datalake/dwh/orders_s3/"
+    assert f"LOCATION '{location}'" in out.output
+    assert f"PARTITION (run = '{record['runId']}') LOCATION '{location}run=" in out.output
+    assert "CREATE OR REPLACE VIEW" not in out.output  # the item has no keycolumns

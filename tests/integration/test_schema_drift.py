@@ -150,6 +150,21 @@ def run_once(rt: LocalRuntime, ticks: Ticks, status: str = "SUCCEEDED") -> str:
     return execution.name
 
 
+def glue_columns(rt: LocalRuntime) -> list[tuple[str, str]]:
+    """The item's Glue table's columns, as the catalog holds them."""
+    table = rt.session.client("glue").get_table(
+        DatabaseName=rt.template.physical_ids["GlueDatabase"], Name=TARGET
+    )["Table"]
+    return [(c["Name"], c["Type"]) for c in table["StorageDescriptor"]["Columns"]]
+
+
+def glue_runs(rt: LocalRuntime) -> set[str]:
+    found = rt.session.client("glue").get_partitions(
+        DatabaseName=rt.template.physical_ids["GlueDatabase"], TableName=TARGET
+    )["Partitions"]
+    return {p["Values"][0] for p in found}
+
+
 def notifications(rt: LocalRuntime) -> list[str]:
     return [n["message"] for n in rt.notifications() if TARGET in n["message"]]
 
@@ -169,6 +184,11 @@ def test_columns_added_widened_dropped_and_changed_between_runs(
     assert manifest(rt, first)["schemaChanges"] == []
     assert rt.item(TARGET)["schemaManifestKey"].endswith(f"_manifests/{first}.json")
     assert "lastSchemaChange" not in rt.item(TARGET)
+    assert glue_columns(rt) == [
+        ("row_id", "bigint"),
+        ("amount", "decimal(10,2)"),
+        ("note", "string"),
+    ]
 
     # 1. a column added: published, recorded, notified
     drifting.execute(f"ALTER TABLE {drifting.qualified} ADD COLUMN extra VARCHAR(20)")
@@ -183,6 +203,7 @@ def test_columns_added_widened_dropped_and_changed_between_runs(
     assert record["schemaChanges"] == document["schemaChanges"]
     assert rt.item(TARGET)["lastSchemaChange"] == f"run {added}: added extra (string)"
     assert any("schema changed: added extra (string)" in m for m in notifications(rt))
+    assert glue_columns(rt)[-1] == ("extra", "string")
 
     # 2. a type widened
     drifting.retype("amount", "NUMERIC(14, 2)")
@@ -198,6 +219,7 @@ def test_columns_added_widened_dropped_and_changed_between_runs(
         }
     ]
     assert columns(document, "tableSchema")["amount"] == "decimal128(14, 2)"
+    assert ("amount", "decimal(14,2)") in glue_columns(rt)
 
     # 3. a column dropped: the table schema keeps it, marked
     drifting.execute(f"ALTER TABLE {drifting.qualified} DROP COLUMN note")
@@ -223,6 +245,9 @@ def test_columns_added_widened_dropped_and_changed_between_runs(
     assert not rt.keys(f"lake/dwh/{TARGET}/run={refused}/")
     assert not rt.keys(f"lake/dwh/{TARGET}/_manifests/{refused}")
     assert_clean(rt)
+    assert glue_runs(rt) == {first, added, widened, dropped}  # the dropped column stays too
+    assert [n for n, _ in glue_columns(rt)] == ["row_id", "amount", "note", "extra"]
+    assert ("amount", "decimal(14,2)") in glue_columns(rt)
 
     # ... until the item allows it
     rt.put_item({**rt.item(TARGET), "schemachanges": "any"})  # its run state kept
@@ -230,6 +255,8 @@ def test_columns_added_widened_dropped_and_changed_between_runs(
     document = manifest(rt, allowed)
     assert [c["change"] for c in document["schemaChanges"]] == ["incompatible"]
     assert columns(document, "tableSchema")["amount"] == "string"
+    assert ("amount", "string") in glue_columns(rt)  # the table takes the allowed new type
+    assert glue_runs(rt) == {first, added, widened, dropped, allowed}
 
     # Every row once, and every column of every run, as the README reads the lake.
     runs = published(rt, TARGET)

@@ -108,6 +108,7 @@ GLOBAL_ENV = {
     "LOCK_TIMEOUT_SECONDS",
     "SAFETY_LAG_SECONDS",
     "MAX_CONCURRENT_RUNS",
+    "GLUE_DATABASE",
     "POWERTOOLS_SERVICE_NAME",
     "POWERTOOLS_METRICS_NAMESPACE",
     "LOG_LEVEL",
@@ -696,3 +697,22 @@ def test_samconfig_has_default_and_prod() -> None:
         assert config[env]["global"]["parameters"]["stack_name"]
     overrides = config["prod"]["deploy"]["parameters"]["parameter_overrides"]
     assert not [o for o in overrides if "password" in o.lower()]
+
+
+def test_the_stack_owns_a_glue_database_named_by_a_parameter() -> None:
+    """AWS::Glue::Database: GlueDatabaseName, or <stack name>_lake with - as _ (Athena's
+    names are lower-case letters, digits and _); the functions and an output name it."""
+    from deltaload.local.template import Template
+
+    secret = "arn:aws:secretsmanager:us-east-1:123456789012:secret:s-AbCdEf"
+    default = Template.load(ROOT, {"SourceSecretArn": secret})
+    [logical_id] = default.of_type("AWS::Glue::Database")
+    name = default.properties(logical_id)["DatabaseInput"]["Name"]
+    assert name == "deltaload_local_lake"  # the local stack is deltaload-local
+    named = Template.load(ROOT, {"SourceSecretArn": secret, "GlueDatabaseName": "sales_lake"})
+    assert named.properties(logical_id)["DatabaseInput"]["Name"] == "sales_lake"
+    body = load_yaml(TEMPLATE_PATH.read_text())
+    assert body["Parameters"]["GlueDatabaseName"]["AllowedPattern"] == "^$|^[a-z0-9_]{1,255}$"
+    env = body["Globals"]["Function"]["Environment"]["Variables"]
+    assert env["GLUE_DATABASE"] == {"Ref": logical_id}
+    assert body["Outputs"]["GlueDatabaseName"]["Value"] == {"Ref": logical_id}

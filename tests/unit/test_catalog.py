@@ -15,6 +15,7 @@ from deltaload.catalog import (
     add_partitions_ddl,
     athena_type,
     create_table_ddl,
+    create_view_ddl,
     current_version_sql,
     glue_columns,
 )
@@ -116,3 +117,50 @@ def test_current_version_view_returns_one_row_per_key(tmp_path: Path):
     assert db.execute("select count(*) from orders").fetchone() == (5,)
     with pytest.raises(CatalogTypeError, match="missing: id"):
         current_version_sql("orders", schema, ["id"], "updated_at")
+
+
+def test_current_version_ties_are_broken_by_run_then_the_other_columns(tmp_path: Path):
+    """The same updated_at for a key in two runs: the later run wins; twice in one run
+    (a key that is not unique at the source): the greatest other values, every time."""
+    stamp = datetime(2026, 1, 1)
+    runs = {
+        "t-20260101T000100Z": [(1, "A", stamp), (2, "B", stamp), (2, "C", stamp)],
+        "t-20260101T000200Z": [(1, "Z0", stamp)],
+    }
+    for run, rows in runs.items():
+        folder = tmp_path / f"run={run}"
+        folder.mkdir()
+        pq.write_table(
+            pa.table(
+                {
+                    "row_id": [r[0] for r in rows],
+                    "status": [r[1] for r in rows],
+                    "updated_at": pa.array([r[2] for r in rows], pa.timestamp("us")),
+                }
+            ),
+            folder / "LOAD00000001.parquet",
+        )
+    schema = [
+        {"name": "row_id", "type": "int64"},
+        {"name": "status", "type": "string"},
+        {"name": "updated_at", "type": "timestamp[us]"},
+    ]
+    db = duckdb.connect()
+    db.execute(
+        "create view orders as select * from read_parquet("
+        f"'{tmp_path}/run=*/*.parquet', union_by_name = true, hive_partitioning = true)"
+    )
+    sql = current_version_sql("orders", schema, ["row_id"], "updated_at")
+    for _ in range(3):
+        rows = db.execute(sql + " order by row_id").fetchall()
+        assert [(r[0], r[1], r[3]) for r in rows] == [
+            (1, "Z0", "t-20260101T000200Z"),
+            (2, "C", "t-20260101T000100Z"),
+        ]
+
+
+def test_view_ddl_names_the_view_after_the_table():
+    schema = [{"name": "id", "type": "int64"}, {"name": "updated_at", "type": "timestamp[us]"}]
+    ddl = create_view_ddl("lake", "orders", schema, ["id"], "updated_at")
+    assert ddl.startswith('CREATE OR REPLACE VIEW "lake"."orders_current" AS\nSELECT "id"')
+    assert 'FROM "lake"."orders"' in ddl

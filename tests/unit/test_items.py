@@ -826,3 +826,22 @@ def test_from_dynamodb_converts_as_boto3s_deserializer_does(item: dict[str, Any]
     from deltaload.items import from_dynamodb
 
     assert _comparable(from_dynamodb(item)) == _comparable(_boto3_from_dynamodb(item))
+
+
+def test_key_columns(published_item):
+    assert parse_item(published_item).key_columns == ()
+    raw = {
+        **published_item,
+        "filtercolumn": "updated_at",
+        "filtercolumntype": "timestamp",
+        "startvalue": "2026-01-01 00:00:00",
+    }
+    item = parse_item({**raw, "keycolumns": " order_id , line_no "})
+    assert item.key_columns == ("order_id", "line_no")
+    assert item.to_plain()["keycolumns"] == "order_id,line_no"
+    assert parse_item({**raw, "keycolumns": ""}).key_columns == ()
+    for bad in (",", "order id", "a,,b", "a,A", "updated_at", "id,Updated_At", 5, ["order_id"]):
+        problems = problems_of({**raw, "keycolumns": bad})
+        assert "separated by commas" in problems["keycolumns"], bad
+    one_shot = {**published_item, "filteroperator": "eq", "startvalue": "5", "keycolumns": "id"}
+    assert "filteroperator gte" in problems_of(one_shot)["keycolumns"]

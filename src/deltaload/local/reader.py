@@ -28,7 +28,8 @@ class StateReader:
             for logical_id in PERSISTED_TABLES
         }
         # Every file is checked before anything is used, as the runtime's restore does.
-        self._tables = StateFolder(state_dir, create=False).read_tables(keys)
+        self._folder = StateFolder(state_dir, create=False)
+        self._tables = self._folder.read_tables(keys)
 
     def _plain(self, logical_id: str) -> list[dict[str, Any]]:
         from deltaload.items import from_dynamodb
@@ -56,3 +57,16 @@ class StateReader:
         for logical_id in self.template.of_type("AWS::Serverless::Function"):
             environment.update(self.template.function(logical_id).environment)
         return environment.get(name)
+
+    def lake_object(self, bucket: str, key: str) -> bytes | None:
+        """An object of the lake (the state folder's file), or None."""
+        path = self._folder.bucket_path(bucket) / key
+        return path.read_bytes() if path.is_file() else None
+
+    def lake_keys(self, bucket: str, prefix: str) -> list[str]:
+        """The keys of the lake's objects under ``prefix``, sorted."""
+        root = self._folder.bucket_path(bucket)
+        folder = root / prefix
+        if not folder.is_dir():
+            return []
+        return sorted(str(p.relative_to(root)) for p in folder.rglob("*") if p.is_file())

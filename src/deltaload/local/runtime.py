@@ -1,7 +1,7 @@
 """The offline runtime: the real template, state machine and handlers, with AWS in-process.
 
-moto emulates DynamoDB, SNS, Secrets Manager and Step Functions (executing
-the real definition from ``statemachine/``); Lambda Invoke calls are answered
+moto emulates DynamoDB, SNS, Secrets Manager, the Glue Data Catalog and Step Functions
+(executing the real definition from ``statemachine/``); Lambda Invoke calls are answered
 in-process by the template's handlers, DMS calls by the local replication engine
 and S3 calls by the state folder's files (``deltaload.local.s3``), all through
 botocore's ``before-send`` event, so the handlers' boto3 code is the code that
@@ -308,6 +308,8 @@ class LocalRuntime:
             self._create_subnet_group(logical_id)
         for logical_id in t.of_type("AWS::DMS::Endpoint"):
             self._create_endpoint(logical_id)
+        for logical_id in t.of_type("AWS::Glue::Database"):
+            self._create_glue_database(logical_id)
         environment: dict[str, str] = {}
         for logical_id in t.of_type("AWS::Serverless::Function"):
             function = t.function(logical_id)
@@ -438,6 +440,12 @@ class LocalRuntime:
             SubnetIds=[str(s) for s in props.get("SubnetIds", ["subnet-local"])],
         )
         self.template.set_physical_id(logical_id, identifier)
+
+    def _create_glue_database(self, logical_id: str) -> None:
+        database = self.template.properties(logical_id)["DatabaseInput"]
+        self.session.client("glue").create_database(
+            DatabaseInput={k: v for k, v in database.items() if k in ("Name", "Description")}
+        )
 
     def _create_endpoint(self, logical_id: str) -> None:
         """Create the template's source endpoint, pointed at the local source database."""

@@ -168,6 +168,12 @@ class Template:
                 self.physical_ids[logical_id] = name.lower()
             if kind in ("AWS::SNS::Topic", "AWS::Serverless::StateMachine"):
                 self.physical_ids[logical_id] = self.arns[logical_id]  # Ref gives the ARN
+        # AWS::Glue::Database: Ref gives the DatabaseInput's Name.
+        # https://docs.aws.amazon.com/AWSCloudFormation/latest/TemplateReference/aws-resource-glue-database.html
+        for logical_id in self.of_type("AWS::Glue::Database"):
+            name = str(self.properties(logical_id)["DatabaseInput"]["Name"])
+            self.physical_ids[logical_id] = name
+            self.arns[logical_id] = f"arn:aws:glue:{REGION}:{ACCOUNT}:database/{name}"
 
     def set_physical_id(self, logical_id: str, physical_id: str, arn: str | None = None) -> None:
         """Record what the local runtime actually created (e.g. a DMS endpoint's ARN)."""
