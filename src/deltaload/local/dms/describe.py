@@ -59,6 +59,19 @@ def paginate(
     return list(items[start:end]), (str(end) if end < len(items) else None)
 
 
+def listing(
+    key: str,
+    items: Iterable[Any],
+    params: dict[str, Any],
+    getters: dict[str, Callable[[Any], Any]],
+    what: str,
+    wire: Callable[[Any], dict[str, Any]] = lambda item: item.to_wire(),
+) -> dict[str, Any]:
+    """A Describe* answer: ``items`` narrowed by the Filters, one page under ``key``, Marker."""
+    found, marker = paginate(filtered(items, params, getters, what), params)
+    return {key: [wire(item) for item in found], "Marker": marker}
+
+
 def table_items(tables: list[TableStat], params: dict[str, Any]) -> list[TableStat]:
     """Table statistics narrowed by schema-name, table-name and table-state filters."""
     filters = params.get("Filters") or []
