@@ -35,7 +35,7 @@ from .coltypes import (
 )
 from .errors import LoadError
 from .filters import build_where
-from .mapping import SourceFilter
+from .mapping import Segment, SourceFilter
 
 SQLITE_BATCH_ROWS = 65_536
 MYSQL_CHUNK_ROWS = 50_000
@@ -127,13 +127,21 @@ class SourceReader(ABC):
 
     @abstractmethod
     def batches(
-        self, schema: str, table: str, columns: list[Column], filters: Sequence[SourceFilter]
+        self,
+        schema: str,
+        table: str,
+        columns: list[Column],
+        filters: Sequence[SourceFilter | Segment],
     ) -> Iterator[pa.RecordBatch]:
         """Stream the filtered rows as driver batches; ``conform`` gives them the table schema.
 
         Conversion is left to the consumer so that, with the prefetch thread, reading
         and converting/encoding run on different cores.
         """
+
+    def partitions(self, schema: str, table: str) -> list[str]:
+        """The names of the table's partitions, in order (none: not partitioned)."""
+        return []
 
     @staticmethod
     def _where(table: str, schema: str) -> str:
@@ -257,7 +265,11 @@ class SqliteReader(SourceReader):
         return [sqlite_column(name, declared or "") for name, declared in rows]
 
     def batches(
-        self, schema: str, table: str, columns: list[Column], filters: Sequence[SourceFilter]
+        self,
+        schema: str,
+        table: str,
+        columns: list[Column],
+        filters: Sequence[SourceFilter | Segment],
     ) -> Iterator[pa.RecordBatch]:
         by_name = {c.name: c for c in columns}
         where = build_where(filters, by_name, _SqliteDialect(), self._where(table, schema))
@@ -523,7 +535,11 @@ class PostgresReader(SourceReader):
         )
 
     def batches(
-        self, schema: str, table: str, columns: list[Column], filters: Sequence[SourceFilter]
+        self,
+        schema: str,
+        table: str,
+        columns: list[Column],
+        filters: Sequence[SourceFilter | Segment],
     ) -> Iterator[pa.RecordBatch]:
         dialect = _PostgresDialect()
         where = build_where(
@@ -651,8 +667,23 @@ class MysqlReader(SourceReader):
             )
         return [_mysql_column(*row) for row in rows]
 
+    def partitions(self, schema: str, table: str) -> list[str]:
+        rows = self._conn.execute(
+            sa.text(
+                "SELECT PARTITION_NAME FROM information_schema.PARTITIONS "
+                "WHERE TABLE_SCHEMA = :s AND TABLE_NAME = :t AND PARTITION_NAME IS NOT NULL "
+                "ORDER BY PARTITION_ORDINAL_POSITION"
+            ),
+            {"s": schema, "t": table},
+        ).all()
+        return [row[0] for row in rows]
+
     def batches(
-        self, schema: str, table: str, columns: list[Column], filters: Sequence[SourceFilter]
+        self,
+        schema: str,
+        table: str,
+        columns: list[Column],
+        filters: Sequence[SourceFilter | Segment],
     ) -> Iterator[pa.RecordBatch]:
         where = build_where(
             filters, {c.name: c for c in columns}, _MysqlDialect(), self._where(table, schema)
