@@ -104,6 +104,7 @@ def test_segments_share_one_file_sequence(source_db, aws, dms) -> None:  # type:
         ),
         ({"type": "partitions-auto", "columns": ["id"]}, "does not take columns"),
         ({"type": "partitions-list"}, "partitions-list needs partitions"),
+        ("ranges", "only the parallel-load option is supported locally"),
     ],
 )
 def test_a_malformed_rule_is_refused_at_create(loaded, option, message) -> None:  # type: ignore[no-untyped-def]

@@ -260,8 +260,12 @@ def _parse_table_settings(rule: dict[str, Any], owner: str) -> ParallelLoad:
             owner, f"{where}: object-locator needs a schema-name and table-name without wildcards"
         )
     option = rule.get("parallel-load")
-    if not isinstance(option, dict):
-        raise _invalid(owner, f"{where}: only the parallel-load option is supported locally")
+    other = sorted(set(rule) - {"rule-type", "rule-id", "rule-name", "object-locator"})
+    if other != ["parallel-load"] or not isinstance(option, dict):
+        raise _invalid(
+            owner,
+            f"{where}: only the parallel-load option is supported locally (got {', '.join(other)})",
+        )
     kind = option.get("type")
     if kind not in PARALLEL_LOAD_KEYS:
         raise _invalid(
