@@ -150,7 +150,7 @@ def test_a_float_column_cannot_bound_segments(aws, dms, tmp_path) -> None:  # ty
     assert "DOUBLE, FLOAT, BLOB, CLOB and NCLOB" in final["LastFailureMessage"]
 
 
-@pytest.mark.parametrize("source_db", ["sqlite", "postgres"], indirect=True)
+@pytest.mark.parametrize("source_db", SOURCES[:2], indirect=True)
 def test_partitions_need_a_source_that_has_them(loaded) -> None:  # type: ignore[no-untyped-def]
     flow, table, source, instance = loaded
     option = {"type": "partitions-auto"}
@@ -159,7 +159,7 @@ def test_partitions_need_a_source_that_has_them(loaded) -> None:  # type: ignore
     assert "supports only the ranges type of parallel load" in final["LastFailureMessage"]
 
 
-@pytest.mark.parametrize("source_db", ["mysql"], indirect=True)
+@pytest.mark.parametrize("source_db", SOURCES[2:], indirect=True)
 def test_partitions_auto_on_mysql(source_db, aws, dms) -> None:  # type: ignore[no-untyped-def]
     flow = Workflow(aws, dms)
     source, instance = flow.source_endpoint(source_db), flow.instance()
