@@ -20,7 +20,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from deltaload import tasksettings
+from deltaload import parallelload, tasksettings
 from deltaload.errors import InvalidItemError, Problem
 from deltaload.values import ColumnKind, canonical, expected_form, infer_kind, sort_key
 
@@ -112,6 +112,7 @@ EXTENSION_ATTRIBUTES = (
     "schemachanges",
     "freshnesslimitseconds",
     "keycolumns",
+    "parallelload",
 )
 RUN_STATE_ATTRIBUTES = (
     "watermark",
@@ -165,6 +166,8 @@ class ControllerItem(BaseModel):
     freshness_limit_seconds: int | None = None
     # The columns identifying a row, for the catalog's current-version view (gte items).
     key_columns: tuple[str, ...] = ()
+    # The parallel-load object of a DMS table-settings rule ({}: none); deltaload.parallelload.
+    parallel_load: dict[str, Any] = Field(default_factory=dict)
     description: str | None = None
     watermark: str | None = None
     run_state: dict[str, Any] = Field(default_factory=dict)
@@ -202,6 +205,8 @@ class ControllerItem(BaseModel):
             "watermark": self.watermark,
         }
         plain.update({k: v for k, v in optional.items() if v is not None})
+        if self.parallel_load:
+            plain["parallelload"] = json.dumps(self.parallel_load)
         if self.replication_task_settings:
             plain["replication_task_settings"] = json.dumps(
                 self.replication_task_settings, sort_keys=True
@@ -284,6 +289,13 @@ def _parse_item(raw: Mapping[str, Any]) -> ControllerItem:
         values["end_value"] = _typed_value("endvalue", end, kind, problems)
         values["watermark"] = _watermark(watermark, kind, operator, problems)
         problems += _ordered(operator, kind, values["start_value"], values["end_value"])
+    option = parallelload.parse(
+        raw.get("parallelload"), values.get("filter_column"), kind, IDENTIFIER
+    )
+    if isinstance(option, list):
+        problems += option
+    else:
+        values["parallel_load"] = option
     values["run_state"] = {
         name: _plain(raw[name])
         for name in RUN_STATE_ATTRIBUTES

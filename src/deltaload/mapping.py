@@ -15,6 +15,8 @@ Facts relied on, from the AWS DMS User Guide:
   ``FullLoadSettings``, ``Logging``, ``ErrorBehavior``...); ``FailOnNoTablesCaptured``
   makes a task fail instead of succeeding with nothing when the selection matches
   no table. https://docs.aws.amazon.com/dms/latest/userguide/CHAP_Tasks.CustomizingTasks.TaskSettings.html
+* A table-settings rule with a ``parallel-load`` option loads the table in segments, in
+  parallel (the item's ``parallelload``; deltaload.parallelload has the rules and the page).
 * LOBs: an S3 target runs only limited LOB mode, which truncates larger LOBs and only
   logs it (deltaload.lobs has the pages); the defaults and the checks live there, and
   every run measures its files for values that reach the limit (publish.lob_warnings).
@@ -25,7 +27,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from deltaload import lobs
+from deltaload import lobs, parallelload
 from deltaload.errors import InvalidItemError, Problem
 from deltaload.items import ControllerItem
 from deltaload.window import WindowPlan
@@ -75,6 +77,13 @@ def table_mapping(item: ControllerItem, plan: WindowPlan) -> dict[str, Any]:
                 "rule-action": "rename",
                 "value": item.target_table_name,
             }
+        )
+    if item.parallel_load:
+        rule_id = str(len(rules) + 1)
+        rules.append(
+            parallelload.table_settings_rule(
+                item.parallel_load, item.source_schema, item.source_table, rule_id
+            )
         )
     return {"rules": rules}
 

@@ -26,6 +26,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from deltaload.aws import Clients, error_code, transient_errors
+from deltaload.dmsstates import SERVERLESS_STARTING
 
 # LoadFailedError is re-exported: the workflow names a failed load by it.
 from deltaload.errors import LoadFailedError as LoadFailedError
@@ -73,19 +74,6 @@ TASK_WAIT = frozenset({"stopping", "creating", "modifying", "moving", "testing",
 TASK_DELETABLE = frozenset({"ready", "stopped", "failed", "failed-move"})
 TASK_STARTED = frozenset({"starting", "running", "stopping", "stopped", "failed"})
 
-# DMS Serverless replication states, in order (DMS user guide, "AWS DMS Serverless
-# components": https://docs.aws.amazon.com/dms/latest/userguide/CHAP_Serverless.Components.html).
-# The API Reference leaves Replication.Status open ("The current status of the serverless
-# replication"); these are the wire spellings DMS answers for the guide's states.
-SERVERLESS_STARTING = (
-    "initializing",
-    "preparing_metadata_resources",
-    "testing_connection",
-    "fetching_metadata",
-    "calculating_capacity",
-    "provisioning_capacity",
-    "replication_starting",
-)
 SERVERLESS_STOPPABLE = frozenset({*SERVERLESS_STARTING, "running"})
 SERVERLESS_WAIT = frozenset({"stopping", "deleting"})
 # DeleteReplicationConfig: "You can delete the configuration when the replication is in a

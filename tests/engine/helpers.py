@@ -28,6 +28,7 @@ DDL = {
     "bigint": {"sqlite": "INTEGER", "postgres": "bigint", "mysql": "BIGINT"},
     "decimal": {"sqlite": "NUMERIC(12,2)", "postgres": "numeric(12,2)", "mysql": "DECIMAL(12,2)"},
     "text": {"sqlite": "TEXT", "postgres": "text", "mysql": "TEXT"},
+    "varchar": {"sqlite": "VARCHAR(20)", "postgres": "varchar(20)", "mysql": "VARCHAR(20)"},
     "date": {"sqlite": "DATE", "postgres": "date", "mysql": "DATE"},
     "timestamp": {"sqlite": "TIMESTAMP", "postgres": "timestamp", "mysql": "DATETIME(6)"},
     "timestamptz": {

@@ -14,6 +14,7 @@ import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from deltaload.schemawalk import members
 from tests.statemachine.asl_rules import LAMBDA_INVOKE, function_of
 
 _PATH = re.compile(r"\$((?:\.[A-Za-z_][A-Za-z0-9_]*)+)")
@@ -99,22 +100,6 @@ def present_on_entry(
     return {name: keys or set() for name, keys in entry.items()}
 
 
-def _resolve(schema: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:
-    while "$ref" in node:
-        node = schema["$defs"][node["$ref"].rsplit("/", 1)[1]]
-    return node
-
-
-def _members(schema: dict[str, Any], node: dict[str, Any]) -> list[dict[str, Any]]:
-    node = _resolve(schema, node)
-    options = node.get("anyOf") or node.get("oneOf")
-    if options is None:
-        return [node]
-    return [
-        m for option in options if option.get("type") != "null" for m in _members(schema, option)
-    ]
-
-
 def field_problem(schema: dict[str, Any], path: str) -> str | None:
     """Why ``path`` names no field of the document's models (None: it does)."""
     segments = _segments(path)
@@ -126,7 +111,7 @@ def field_problem(schema: dict[str, Any], path: str) -> str | None:
     for depth, segment in enumerate(segments[1:], start=1):
         following = []
         for node in nodes:
-            for model in _members(schema, node):
+            for model in members(schema, node):
                 properties = model.get("properties")
                 if properties is None:
                     return None  # a free-form object (table mapping, task settings)

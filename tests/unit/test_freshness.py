@@ -6,22 +6,11 @@ from datetime import UTC, datetime, timedelta
 
 from deltaload.freshness import describe, table_freshness, watermark_time
 from deltaload.items import parse_item
-
-NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
-BASE = {
-    "targetTableName": "orders",
-    "activeflag": "true",
-    "sourceSchema": "sales",
-    "sourceTable": "orders",
-    "filtercolumn": "id",
-    "filteroperator": "gte",
-    "startvalue": "1",
-    "ouputs3Prefix": "lake",
-}
+from tests.orders import NOW, ORDERS
 
 
 def item(**changes):
-    return parse_item({**BASE, **changes})
+    return parse_item({**ORDERS, **changes})
 
 
 def test_seconds_since_the_last_success_and_the_limit():

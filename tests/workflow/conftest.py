@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import replace
-from datetime import UTC, datetime
 from typing import Any
 
 import boto3
@@ -17,21 +16,11 @@ from deltaload.aws import Clients
 from deltaload.local.account import ACCOUNT, REGION
 from deltaload.settings import Settings
 from tests.moto_tables import create_stack_storage
+from tests.orders import NOW as NOW
+from tests.orders import ORDERS as ORDERS
 from tests.workflow.fake_dms import FakeDms
 
 SOURCE_ENDPOINT = f"arn:aws:dms:{REGION}:{ACCOUNT}:endpoint:SOURCE"
-NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
-
-ORDERS = {
-    "targetTableName": "orders",
-    "activeflag": "true",
-    "sourceSchema": "sales",
-    "sourceTable": "orders",
-    "filtercolumn": "id",
-    "filteroperator": "gte",
-    "startvalue": "1",
-    "ouputs3Prefix": "datalake/sales",
-}
 
 
 @pytest.fixture

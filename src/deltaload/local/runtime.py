@@ -360,27 +360,19 @@ class LocalRuntime:
         self._persist_client = self.session.client("dynamodb")
         events = self.session.events
         for operation in WRITE_OPERATIONS:
-            events.register(
-                f"before-parameter-build.dynamodb.{operation}",
-                self._note_written_tables,
-                unique_id=f"deltaload-state-note-{operation}",
-            )
-            events.register(
-                f"after-call.dynamodb.{operation}",
-                self._persist_written_tables,
-                unique_id=f"deltaload-state-persist-{operation}",
+            _around(
+                events,
+                f"dynamodb.{operation}",
+                (self._note_written_tables, f"deltaload-state-note-{operation}"),
+                (self._persist_written_tables, f"deltaload-state-persist-{operation}"),
             )
         if os.environ.get(fault_points.KILL_ENV) or os.environ.get(fault_points.PAUSE_ENV):
             for operation in ("PutObject", "CompleteMultipartUpload"):
-                events.register(
-                    f"before-parameter-build.s3.{operation}",
-                    self._note_key,
-                    unique_id=f"k{operation}",
-                )
-                events.register(
-                    f"after-call.s3.{operation}",
-                    self._staged_file_written,
-                    unique_id=f"m{operation}",
+                _around(
+                    events,
+                    f"s3.{operation}",
+                    (self._note_key, f"k{operation}"),
+                    (self._staged_file_written, f"m{operation}"),
                 )
 
     def _note_written_tables(self, params: Mapping[str, Any], context: dict, **_: Any) -> None:
@@ -995,3 +987,14 @@ class _Context:
     def get_remaining_time_in_millis(self) -> int:
         """Milliseconds left before the function's timeout."""
         return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+
+def _around(
+    events: Any,
+    call: str,
+    before: tuple[Callable[..., Any], str],
+    after: tuple[Callable[..., Any], str],
+) -> None:
+    """Register ``before`` on a call's parameter build and ``after`` on its answer (with ids)."""
+    events.register(f"before-parameter-build.{call}", before[0], unique_id=before[1])
+    events.register(f"after-call.{call}", after[0], unique_id=after[1])

@@ -17,7 +17,7 @@ from typing import Any
 from deltaload.local.account import ACCOUNT
 
 from . import errors as e
-from .describe import filtered, paginate, table_items
+from .describe import listing, paginate, table_items
 from .faults import FaultRegistry
 from .loader import (
     TABLE_COMPLETED,
@@ -221,9 +221,7 @@ class DmsBackend:
             "endpoint-type": lambda x: x.endpoint_type,
             "engine-name": lambda x: x.engine,
         }
-        items = filtered(self.endpoints.values(), params, filters, "Endpoints")
-        found, marker = paginate(items, params)
-        return {"Endpoints": [x.to_wire() for x in found], "Marker": marker}
+        return listing("Endpoints", self.endpoints.values(), params, filters, "Endpoints")
 
     def op_delete_endpoint(self, params: dict[str, Any], _: str) -> dict[str, Any]:
         """DMS DeleteEndpoint."""
@@ -292,9 +290,7 @@ class DmsBackend:
             "endpoint-arn": lambda x: x.endpoint.arn,
             "replication-instance-arn": lambda x: x.instance.arn,
         }
-        items = filtered(self.connections.values(), params, filters, "Connections")
-        found, marker = paginate(items, params)
-        return {"Connections": [x.to_wire() for x in found], "Marker": marker}
+        return listing("Connections", self.connections.values(), params, filters, "Connections")
 
     def source_config(self, endpoint: Endpoint) -> SourceConfig:
         """Resolve a source endpoint to a SourceConfig, reading its secret if it has one."""
@@ -402,9 +398,9 @@ class DmsBackend:
     ) -> dict[str, Any]:
         """DMS DescribeReplicationSubnetGroups."""
         filters = {"replication-subnet-group-id": lambda x: x.ident}
-        items = filtered(self.subnet_groups.values(), params, filters, "Subnet Groups")
-        found, marker = paginate(items, params)
-        return {"ReplicationSubnetGroups": [x.to_wire() for x in found], "Marker": marker}
+        return listing(
+            "ReplicationSubnetGroups", self.subnet_groups.values(), params, filters, "Subnet Groups"
+        )
 
     def op_delete_replication_subnet_group(self, params: dict[str, Any], _: str) -> dict[str, Any]:
         """DMS DeleteReplicationSubnetGroup."""
@@ -484,9 +480,13 @@ class DmsBackend:
             "replication-instance-class": lambda x: x.instance_class,
             "engine-version": lambda x: x.engine_version,
         }
-        items = filtered(self.instances.values(), params, filters, "Replication Instances")
-        found, marker = paginate(items, params)
-        return {"ReplicationInstances": [x.to_wire() for x in found], "Marker": marker}
+        return listing(
+            "ReplicationInstances",
+            self.instances.values(),
+            params,
+            filters,
+            "Replication Instances",
+        )
 
     def op_delete_replication_instance(self, params: dict[str, Any], _: str) -> dict[str, Any]:
         """DMS DeleteReplicationInstance."""
@@ -597,10 +597,15 @@ class DmsBackend:
             "migration-type": lambda x: x.migration_type,
             "endpoint-arn": lambda x: (x.source_arn, x.target_arn),
         }
-        items = filtered(self.tasks.values(), params, filters, "Tasks")
-        found, marker = paginate(items, params)
         with_settings = not params.get("WithoutSettings", False)
-        return {"ReplicationTasks": [x.to_wire(with_settings) for x in found], "Marker": marker}
+        return listing(
+            "ReplicationTasks",
+            self.tasks.values(),
+            params,
+            filters,
+            "Tasks",
+            lambda x: x.to_wire(with_settings),
+        )
 
     def op_delete_replication_task(self, params: dict[str, Any], _: str) -> dict[str, Any]:
         """DMS DeleteReplicationTask."""
@@ -849,9 +854,9 @@ class DmsBackend:
             "replication-config-arn": lambda x: x.arn,
             "replication-config-id": lambda x: x.ident,
         }
-        items = filtered(self.configs.values(), params, filters, "Replication Configs")
-        found, marker = paginate(items, params)
-        return {"ReplicationConfigs": [x.to_wire() for x in found], "Marker": marker}
+        return listing(
+            "ReplicationConfigs", self.configs.values(), params, filters, "Replication Configs"
+        )
 
     def op_delete_replication_config(self, params: dict[str, Any], _: str) -> dict[str, Any]:
         """DMS DeleteReplicationConfig."""
@@ -1000,9 +1005,9 @@ class DmsBackend:
             "replication-config-id": lambda x: x.ident,
         }
         started = [c for c in self.configs.values() if c.replication is not None]
-        items = filtered(started, params, filters, "Replications")
-        found, marker = paginate(items, params)
-        return {"Replications": [c.replication_wire() for c in found], "Marker": marker}
+        return listing(
+            "Replications", started, params, filters, "Replications", lambda x: x.replication_wire()
+        )
 
     def op_describe_replication_table_statistics(
         self, params: dict[str, Any], _: str

@@ -13,9 +13,13 @@ def filtered(
     items: Iterable[Any],
     params: dict[str, Any],
     getters: dict[str, Callable[[Any], Any]],
-    what: str,
+    what: str | None,
 ) -> list[Any]:
-    """Apply DMS describe Filters; a filtered describe matching nothing is ResourceNotFound."""
+    """Apply DMS describe Filters; a filtered describe matching nothing is ResourceNotFound.
+
+    ``what`` names the resources in that fault; None: matching nothing is an empty answer
+    (table statistics).
+    """
     filters = params.get("Filters") or []
     result = list(items)
     for flt in filters:
@@ -31,7 +35,7 @@ def filtered(
             result = [x for x in result if str(getter(x)).lower() in values]
         else:
             result = [x for x in result if _matches_any(getter(x), values)]
-    if filters and not result:
+    if filters and not result and what is not None:
         # DMS answers a filtered describe that matches nothing with ResourceNotFoundFault.
         raise e.ResourceNotFoundFault(f"No {what} found matching provided filters")
     return result
@@ -59,21 +63,24 @@ def paginate(
     return list(items[start:end]), (str(end) if end < len(items) else None)
 
 
+def listing(
+    key: str,
+    items: Iterable[Any],
+    params: dict[str, Any],
+    getters: dict[str, Callable[[Any], Any]],
+    what: str,
+    wire: Callable[[Any], dict[str, Any]] = lambda item: item.to_wire(),
+) -> dict[str, Any]:
+    """A Describe* answer: ``items`` narrowed by the Filters, one page under ``key``, Marker."""
+    found, marker = paginate(filtered(items, params, getters, what), params)
+    return {key: [wire(item) for item in found], "Marker": marker}
+
+
 def table_items(tables: list[TableStat], params: dict[str, Any]) -> list[TableStat]:
     """Table statistics narrowed by schema-name, table-name and table-state filters."""
-    filters = params.get("Filters") or []
-    getters = {
+    getters: dict[str, Callable[[Any], Any]] = {
         "schema-name": lambda t: t.schema,
         "table-name": lambda t: t.table,
         "table-state": lambda t: t.state,
     }
-    result = list(tables)
-    for flt in filters:
-        getter = getters.get(flt.get("Name"))
-        if getter is None:
-            raise e.InvalidParameterValueException(
-                f"Filter name {flt.get('Name')!r} is not valid "
-                "(schema-name, table-name, table-state)"
-            )
-        result = [t for t in result if getter(t) in set(flt.get("Values") or [])]
-    return result
+    return filtered(tables, params, getters, None)

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 from .coltypes import Column, convert_value
 from .errors import LoadError
-from .mapping import Condition, SourceFilter
+from .mapping import Condition, Segment, SourceFilter
 
 
 class FilterDialect(Protocol):
@@ -34,14 +34,20 @@ class FilterDialect(Protocol):
 
 
 def build_where(
-    filters: Sequence[SourceFilter],
+    filters: Sequence[SourceFilter | Segment],
     columns: Mapping[str, Column],
     dialect: FilterDialect,
     where: str,
 ) -> sa.ColumnElement[bool] | None:
-    """AND the filters, OR the conditions inside each filter (DMS semantics)."""
+    """AND the filters, OR the conditions inside each filter (DMS semantics).
+
+    A ``Segment`` (one range of a ``ranges`` parallel load) is ANDed like a filter.
+    """
     clauses = []
     for source_filter in filters:
+        if isinstance(source_filter, Segment):
+            clauses.append(_segment(source_filter, columns, dialect, where))
+            continue
         column = columns.get(source_filter.column)
         if column is None:
             raise LoadError(
@@ -79,3 +85,44 @@ def _condition(
         return target != values[0]
     between = sa.and_(target >= values[0], target <= values[1])
     return between if operator == "between" else sa.not_(between)
+
+
+def _segment(
+    segment: Segment, columns: Mapping[str, Column], dialect: FilterDialect, where: str
+) -> sa.ColumnElement[bool]:
+    """The WHERE clause DMS builds for one range segment (user guide, "Table and collection
+    settings rules and operations": segment 1 ``((COL1 < 10) OR ((COL1 = 10) AND (COL2 < 30))
+    ...)``, segment 2 ``NOT (<segment 1's>) AND (<its own>)``, the top one ``NOT (...)``).
+
+    SQL's three-valued logic then leaves out rows with NULLs where a comparison needs them,
+    as DMS does ("Records with null values aren't replicated").
+    """
+    missing = [name for name in segment.columns if name not in columns]
+    if missing:
+        raise LoadError(
+            f"{where}: parallel-load ranges column(s) {', '.join(map(repr, missing))} do not "
+            f"exist (columns: {', '.join(columns)})"
+        )
+    picked = [columns[name] for name in segment.columns]
+    parts = []
+    if segment.lower is not None:
+        parts.append(sa.not_(_below(picked, segment.lower, dialect, where)))
+    if segment.upper is not None:
+        parts.append(_below(picked, segment.upper, dialect, where))
+    return sa.and_(*parts) if len(parts) > 1 else parts[0]
+
+
+def _below(
+    picked: Sequence[Column], bound: Sequence[str], dialect: FilterDialect, where: str
+) -> sa.ColumnElement[bool]:
+    """Rows whose column values come before ``bound`` (the first column most significant)."""
+    targets = [dialect.column_expr(column) for column in picked]
+    values = [
+        dialect.value_expr(column, convert_value(column, raw, f"{where} (parallel-load ranges)"))
+        for column, raw in zip(picked, bound, strict=True)
+    ]
+    options = []
+    for k in range(len(picked)):
+        equal = [targets[j] == values[j] for j in range(k)]
+        options.append(sa.and_(*equal, targets[k] < values[k]) if equal else targets[k] < values[k])
+    return sa.or_(*options) if len(options) > 1 else options[0]

@@ -19,9 +19,9 @@ from typing import Any
 
 import pyarrow as pa
 
-from .coltypes import Column, truncate_lobs
+from .coltypes import Column, Kind, truncate_lobs
 from .errors import LoadError
-from .mapping import TableMapping, TablePlan
+from .mapping import Segment, SourceFilter, TableMapping, TablePlan
 from .sources import SourceConfig, SourceReader, conform, open_reader
 from .writer import ParquetSink, TargetSettings
 
@@ -185,15 +185,16 @@ def _load_table(
         request.workdir,
     )
     try:
-        for raw in _prefetch(reader.batches(plan.schema, plan.table, columns, plan.filters)):
-            if request.cancel.is_set():
-                raise LoadCancelled(where)
-            batch = conform(raw, arrow_schema, columns)
-            if request.lobs.mode == "limited":
-                batch = _limit_lobs(batch, columns, request.lobs.max_kb * 1024, stat)
-            batch = _apply_row_budget(batch, budget, sink, where)
-            sink.write(batch)
-            stat.rows = sink.accepted
+        for filters in parallel_pieces(reader, plan, columns):
+            for raw in _prefetch(reader.batches(plan.schema, plan.table, columns, filters)):
+                if request.cancel.is_set():
+                    raise LoadCancelled(where)
+                batch = conform(raw, arrow_schema, columns)
+                if request.lobs.mode == "limited":
+                    batch = _limit_lobs(batch, columns, request.lobs.max_kb * 1024, stat)
+                batch = _apply_row_budget(batch, budget, sink, where)
+                sink.write(batch)
+                stat.rows = sink.accepted
         stat.keys = sink.close()
         for column, count in stat.lobs_truncated.items():
             # DMS: "LOBs that exceed the maximum LOB size are truncated, and a warning is
@@ -218,6 +219,62 @@ def _load_table(
         stat.end = datetime.now(UTC)
     stat.rows, stat.state = sink.rows, TABLE_COMPLETED
     request.on_tables([stat])
+
+
+def parallel_pieces(
+    reader: SourceReader, plan: TablePlan, columns: list[Column]
+) -> list[tuple[SourceFilter | Segment, ...]]:
+    """The reads that load one table: its filters, ANDed with each range segment in turn.
+
+    Checks the table's parallel-load rule as DMS does (user guide, "Table and collection
+    settings rules and operations": the sources each type allows, "You can't use columns
+    to define segment boundaries with the following AWS DMS data types: DOUBLE, FLOAT,
+    BLOB, CLOB, and NCLOB", "Parallel load includes partitions or subpartitions only if
+    they are already defined for the table"). Segments are read one after another through
+    the table's one writer, so the files are numbered as one load's are.
+    """
+    rule = plan.parallel
+    if rule is None or rule.type == "none":
+        return [plan.filters]
+    what = f"table-settings rule {rule.rule_id!r}: parallel-load {rule.type}"
+    kind = reader.kind
+    if rule.type == "ranges":
+        by_name = {c.name: c for c in columns}
+        unusable = [
+            name
+            for name in rule.columns
+            if name in by_name and (by_name[name].kind is Kind.FLOAT or by_name[name].lob)
+        ]
+        if unusable:
+            raise LoadError(
+                f"{what}: column(s) {', '.join(map(repr, unusable))} cannot bound segments "
+                "(DMS types DOUBLE, FLOAT, BLOB, CLOB and NCLOB are not allowed)"
+            )
+        return [(*plan.filters, segment) for segment in plan.segments() if segment is not None]
+    if rule.type == "subpartitions-auto" or rule.subpartitions:
+        raise LoadError(f"{what}: subpartitions are for Oracle sources only (this is {kind})")
+    if kind != "mysql":
+        raise LoadError(f"{what}: a {kind} source supports only the ranges type of parallel load")
+    defined = reader.partitions(plan.schema, plan.table)
+    if not defined:
+        raise LoadError(
+            f"{what}: table {plan.schema}.{plan.table} has no partitions "
+            "(parallel load uses only partitions already defined for the table)"
+        )
+    unknown = [name for name in rule.partitions if name not in defined]
+    if unknown:
+        raise LoadError(
+            f"{what}: partition(s) {', '.join(map(repr, unknown))} do not exist "
+            f"(partitions: {', '.join(defined)})"
+        )
+    # Partitions split the same rows DMS would read from the table; the engine reads them
+    # in one piece. partitions-list loads only the named partitions: not imitated.
+    if rule.type == "partitions-list" and set(rule.partitions) != set(defined):
+        raise LoadError(
+            f"{what}: loading only some partitions ({', '.join(rule.partitions)} of "
+            f"{', '.join(defined)}) is not supported locally"
+        )
+    return [plan.filters]
 
 
 def _limit_lobs(

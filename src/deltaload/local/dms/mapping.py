@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from itertools import pairwise
 from typing import Any
 
 from .errors import InvalidParameterValueException
@@ -70,6 +71,49 @@ class Transformation:
     value: str
 
 
+# The parallel-load types of a table-settings rule and the keys each one takes (DMS user
+# guide, "Table and collection settings rules and operations", "Using parallel load for
+# selected tables, views, and collections":
+# https://docs.aws.amazon.com/dms/latest/userguide/CHAP_Tasks.CustomizingTasks.TableMapping.SelectionTransformation.Tablesettings.html).
+PARALLEL_LOAD_KEYS: dict[str, frozenset[str]] = {
+    "none": frozenset(),
+    "partitions-auto": frozenset(),
+    "subpartitions-auto": frozenset(),
+    "partitions-list": frozenset({"partitions", "subpartitions"}),
+    "ranges": frozenset({"columns", "boundaries"}),
+}
+MAX_RANGE_COLUMNS = 10  # "You can specify up to 10 columns."
+
+
+@dataclass(frozen=True)
+class ParallelLoad:
+    """A table-settings rule's parallel-load option for one (literal) table."""
+
+    rule_id: str
+    schema: str
+    table: str
+    type: str
+    columns: tuple[str, ...] = ()
+    boundaries: tuple[tuple[str, ...], ...] = ()
+    partitions: tuple[str, ...] = ()
+    subpartitions: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One range segment of a ``ranges`` parallel load: rows from ``lower`` up to ``upper``.
+
+    Bounds are column-value arrays in the rule's column order; a row belongs to the segment
+    when its values are not below ``lower`` and are below ``upper`` (either may be absent:
+    the bottom and the top segment), compared column by column as the DMS user guide's
+    WHERE clauses do.
+    """
+
+    columns: tuple[str, ...]
+    lower: tuple[str, ...] | None
+    upper: tuple[str, ...] | None
+
+
 @dataclass(frozen=True)
 class TablePlan:
     """What to load for one source table: filters (ANDed) and the target names."""
@@ -79,6 +123,19 @@ class TablePlan:
     target_schema: str
     target_table: str
     filters: tuple[SourceFilter, ...]
+    parallel: ParallelLoad | None = None
+
+    def segments(self) -> list[Segment | None]:
+        """The range segments to load one after another ([None]: the table in one piece).
+
+        ``ranges`` with N boundaries gives N + 1 segments: "the number of range-based
+        segments is potentially one more than the number of segment boundaries".
+        """
+        if self.parallel is None or self.parallel.type != "ranges":
+            return [None]
+        bounds: list[tuple[str, ...] | None] = [None, *self.parallel.boundaries, None]
+        columns = self.parallel.columns
+        return [Segment(columns, low, high) for low, high in pairwise(bounds)]
 
 
 @dataclass
@@ -87,6 +144,7 @@ class TableMapping:
 
     selections: list[Selection] = field(default_factory=list)
     transformations: list[Transformation] = field(default_factory=list)
+    parallel_loads: list[ParallelLoad] = field(default_factory=list)
 
     def literal_schemas(self) -> list[str]:
         """Schema names that include rules give without wildcards."""
@@ -106,7 +164,10 @@ class TableMapping:
             return None
         filters = tuple(f for s in included for f in s.filters)
         target_schema, target_table = self._rename(schema, table)
-        return TablePlan(schema, table, target_schema, target_table, filters)
+        parallel = next(
+            (p for p in self.parallel_loads if (p.schema, p.table) == (schema, table)), None
+        )
+        return TablePlan(schema, table, target_schema, target_table, filters, parallel)
 
     def _rename(self, schema: str, table: str) -> tuple[str, str]:
         target_schema, target_table = schema, table
@@ -177,12 +238,82 @@ def _parse_rule(rule: Any, owner: str, mapping: TableMapping) -> None:
         mapping.selections.append(_parse_selection(rule, owner))
     elif rule_type == "transformation":
         mapping.transformations.append(_parse_transformation(rule, owner))
+    elif rule_type == "table-settings":
+        mapping.parallel_loads.append(_parse_table_settings(rule, owner))
     else:
         raise _invalid(
             owner,
             f"rule {rule.get('rule-id')!r}: rule-type {rule_type!r} is not supported locally "
-            "(selection, transformation)",
+            "(selection, transformation, table-settings)",
         )
+
+
+def _parse_table_settings(rule: dict[str, Any], owner: str) -> ParallelLoad:
+    """A table-settings rule with its parallel-load option (the only one the engine reads)."""
+    rule_id = str(rule.get("rule-id"))
+    where = f"rule {rule_id!r} (table-settings)"
+    locator = _locator(rule, owner)
+    schema, table = locator.get("schema-name"), locator.get("table-name")
+    if not isinstance(table, str) or any("%" in str(n) for n in (schema, table)):
+        # "Wildcards in table-settings are restricted": parallel load names one table.
+        raise _invalid(
+            owner, f"{where}: object-locator needs a schema-name and table-name without wildcards"
+        )
+    option = rule.get("parallel-load")
+    other = sorted(set(rule) - {"rule-type", "rule-id", "rule-name", "object-locator"})
+    if other != ["parallel-load"] or not isinstance(option, dict):
+        raise _invalid(
+            owner,
+            f"{where}: only the parallel-load option is supported locally (got {', '.join(other)})",
+        )
+    kind = option.get("type")
+    if kind not in PARALLEL_LOAD_KEYS:
+        raise _invalid(
+            owner,
+            f"{where}: parallel-load type {kind!r} is not one of {', '.join(PARALLEL_LOAD_KEYS)}",
+        )
+    extra = set(option) - {"type"} - PARALLEL_LOAD_KEYS[kind]
+    if extra:
+        raise _invalid(
+            owner, f"{where}: parallel-load type {kind} does not take {', '.join(sorted(extra))}"
+        )
+    found = ParallelLoad(rule_id, str(schema), table, kind)
+    if kind == "partitions-list":
+        partitions = _names(option.get("partitions", []), f"{where}: partitions", owner)
+        subpartitions = _names(option.get("subpartitions", []), f"{where}: subpartitions", owner)
+        if not partitions and not subpartitions:
+            raise _invalid(owner, f"{where}: partitions-list needs partitions or subpartitions")
+        return replace(found, partitions=partitions, subpartitions=subpartitions)
+    if kind != "ranges":
+        return found
+    columns = _names(option.get("columns"), f"{where}: columns", owner)
+    if not 1 <= len(columns) <= MAX_RANGE_COLUMNS:
+        raise _invalid(
+            owner, f"{where}: ranges takes 1 to {MAX_RANGE_COLUMNS} columns, got {len(columns)}"
+        )
+    raw = option.get("boundaries")
+    if not isinstance(raw, list) or not raw:
+        raise _invalid(owner, f"{where}: ranges needs boundaries, a list of column-value arrays")
+    boundaries = []
+    for n, values in enumerate(raw, start=1):
+        if not (
+            isinstance(values, list)
+            and len(values) == len(columns)
+            and all(isinstance(v, str) for v in values)
+        ):
+            raise _invalid(
+                owner,
+                f"{where}: boundary {n} must be an array of {len(columns)} "
+                f"string value(s), one per column ({', '.join(columns)}); got {values!r}",
+            )
+        boundaries.append(tuple(values))
+    return replace(found, columns=columns, boundaries=tuple(boundaries))
+
+
+def _names(raw: Any, where: str, owner: str) -> tuple[str, ...]:
+    if not isinstance(raw, list) or not all(isinstance(n, str) and n for n in raw):
+        raise _invalid(owner, f"{where} must be an array of names, got {raw!r}")
+    return tuple(raw)
 
 
 def _locator(rule: dict[str, Any], owner: str) -> dict[str, Any]:

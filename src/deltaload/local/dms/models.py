@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from deltaload.dmsstates import SERVERLESS_STARTING
+
 from .loader import TABLE_COMPLETED, TABLE_ERROR, TABLE_LOADING, TableStat
 from .mapping import TableMapping
 
@@ -14,19 +16,8 @@ STOP_FULL_LOAD_FINISHED = "Stop Reason FULL_LOAD_ONLY_FINISHED"
 STOP_NORMAL = "Stop Reason NORMAL"
 STOP_FATAL = "Stop Reason FATAL_ERROR"
 
-# The states a DMS Serverless replication passes through after StartReplication, in order,
-# before "running" (DMS user guide, "AWS DMS Serverless components":
-# https://docs.aws.amazon.com/dms/latest/userguide/CHAP_Serverless.Components.html).
-# The guide names them in title case; DescribeReplications answers these spellings.
-SERVERLESS_PHASES = (
-    "initializing",
-    "preparing_metadata_resources",
-    "testing_connection",
-    "fetching_metadata",
-    "calculating_capacity",
-    "provisioning_capacity",
-    "replication_starting",
-)
+# The start phases of a serverless replication, in order (deltaload.dmsstates cites them).
+SERVERLESS_PHASES = SERVERLESS_STARTING
 
 
 def now() -> datetime:

@@ -35,11 +35,24 @@ from .coltypes import (
 )
 from .errors import LoadError
 from .filters import build_where
-from .mapping import SourceFilter
+from .mapping import Segment, SourceFilter
+
+# What a read is narrowed by: the selection's source filters and, in a parallel load, a segment.
+Conditions = Sequence[SourceFilter | Segment]
 
 SQLITE_BATCH_ROWS = 65_536
 MYSQL_CHUNK_ROWS = 50_000
 _MYSQL_SYSTEM_SCHEMAS = ("mysql", "information_schema", "performance_schema", "sys")
+_MYSQL_COLUMNS = (
+    "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, NUMERIC_PRECISION, NUMERIC_SCALE "
+    "FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = :s AND TABLE_NAME = :t "
+    "ORDER BY ORDINAL_POSITION"
+)
+_MYSQL_PARTITIONS = (
+    "SELECT PARTITION_NAME FROM information_schema.PARTITIONS "
+    "WHERE TABLE_SCHEMA = :s AND TABLE_NAME = :t AND PARTITION_NAME IS NOT NULL "
+    "ORDER BY PARTITION_ORDINAL_POSITION"
+)
 
 
 @dataclass(frozen=True)
@@ -127,13 +140,17 @@ class SourceReader(ABC):
 
     @abstractmethod
     def batches(
-        self, schema: str, table: str, columns: list[Column], filters: Sequence[SourceFilter]
+        self, schema: str, table: str, columns: list[Column], filters: Conditions
     ) -> Iterator[pa.RecordBatch]:
         """Stream the filtered rows as driver batches; ``conform`` gives them the table schema.
 
         Conversion is left to the consumer so that, with the prefetch thread, reading
         and converting/encoding run on different cores.
         """
+
+    def partitions(self, schema: str, table: str) -> list[str]:
+        """The names of the table's partitions, in order (none: not partitioned)."""
+        return []
 
     @staticmethod
     def _where(table: str, schema: str) -> str:
@@ -257,7 +274,7 @@ class SqliteReader(SourceReader):
         return [sqlite_column(name, declared or "") for name, declared in rows]
 
     def batches(
-        self, schema: str, table: str, columns: list[Column], filters: Sequence[SourceFilter]
+        self, schema: str, table: str, columns: list[Column], filters: Conditions
     ) -> Iterator[pa.RecordBatch]:
         by_name = {c.name: c for c in columns}
         where = build_where(filters, by_name, _SqliteDialect(), self._where(table, schema))
@@ -523,7 +540,7 @@ class PostgresReader(SourceReader):
         )
 
     def batches(
-        self, schema: str, table: str, columns: list[Column], filters: Sequence[SourceFilter]
+        self, schema: str, table: str, columns: list[Column], filters: Conditions
     ) -> Iterator[pa.RecordBatch]:
         dialect = _PostgresDialect()
         where = build_where(
@@ -637,22 +654,23 @@ class MysqlReader(SourceReader):
         return [(s, t) for s, t, kind in rows if kind in kinds]
 
     def columns(self, schema: str, table: str) -> list[Column]:
-        rows = self._conn.execute(
-            sa.text(
-                "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, NUMERIC_PRECISION, NUMERIC_SCALE "
-                "FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = :s AND TABLE_NAME = :t "
-                "ORDER BY ORDINAL_POSITION"
-            ),
-            {"s": schema, "t": table},
-        ).all()
+        rows = self._about_table(_MYSQL_COLUMNS, schema, table)
         if not rows:
             raise LoadError(
                 f"{self._where(table, schema)} does not exist in {self.config.describe()}"
             )
         return [_mysql_column(*row) for row in rows]
 
+    def partitions(self, schema: str, table: str) -> list[str]:
+        rows = self._about_table(_MYSQL_PARTITIONS, schema, table)
+        return [row[0] for row in rows]
+
+    def _about_table(self, sql: str, schema: str, table: str) -> list[Any]:
+        """Rows of an information_schema query bound to ``:s`` (schema) and ``:t`` (table)."""
+        return list(self._conn.execute(sa.text(sql), {"s": schema, "t": table}).all())
+
     def batches(
-        self, schema: str, table: str, columns: list[Column], filters: Sequence[SourceFilter]
+        self, schema: str, table: str, columns: list[Column], filters: Conditions
     ) -> Iterator[pa.RecordBatch]:
         where = build_where(
             filters, {c.name: c for c in columns}, _MysqlDialect(), self._where(table, schema)
