@@ -14,7 +14,9 @@ only adds what the tests read:
 - ``load_rows``: the rows of the source table (``sales.orders`` in a SQLite file) that a
   load copies, filtered by the engine as DMS filters;
 - ``fail_create[operation] = code``: the next such create fails, armed on the engine's
-  fault registry (``faults``).
+  fault registry (``faults``);
+- ``source_alias``: the fixed source endpoint ARN of the settings fixture, which exists
+  before any engine does, stands for the engine's source endpoint.
 
 A test's describe call waits (briefly) until the resources it names leave their transient
 states, so a run driven step by step in Python sees an instance available on its first
@@ -106,7 +108,8 @@ def _camel(operation: str) -> str:
 class DmsStandIn:
     """The local DMS engine as a boto3 DMS client, with a call log and views for assertions."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, *, source_alias: str | None = None) -> None:
+        """``source_alias``: the source endpoint ARN the tests' settings name (see below)."""
         self.session = boto3.Session(region_name=REGION)
         self.engine = LocalDms(
             self.session.client, timing=Timing.quick(), workdir=workdir, quotas=Quotas.off()
@@ -134,6 +137,7 @@ class DmsStandIn:
             SubnetIds=["subnet-1", "subnet-2"],
         )
         self.source_endpoint_arn = self.add_source_endpoint("deltaload-source")
+        self._source_alias = source_alias
 
     # -- setup -----------------------------------------------------------------------
     @property
@@ -259,8 +263,9 @@ class DmsStandIn:
         return call
 
     def _aliased_source(self, params: dict[str, Any]) -> dict[str, Any]:
-        """The tests' settings name the stack's source endpoint by a fixed ARN: use ours."""
-        if params.get("SourceEndpointArn", "").endswith(":endpoint:SOURCE"):
+        """The settings fixture names the stack's source endpoint by a fixed ARN (it is built
+        before any engine exists); a task or config naming it gets the engine's endpoint."""
+        if self._source_alias and params.get("SourceEndpointArn") == self._source_alias:
             return {**params, "SourceEndpointArn": self.source_endpoint_arn}
         return params
 

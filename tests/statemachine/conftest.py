@@ -48,7 +48,7 @@ def _build(monkeypatch: pytest.MonkeyPatch, base: Settings, workdir: Path) -> di
     sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
     settings = replace(base, poll_initial_seconds=0, poll_max_seconds=0, topic_arn=topic)
     _tables(settings)
-    dms = DmsStandIn(workdir)
+    dms = DmsStandIn(workdir, source_alias=settings.source_endpoint_arn)
     clients = Clients(region=harness.REGION, overrides={"dms": dms})
     modules = {}
     for logical_id, folder in harness.FOLDERS.items():

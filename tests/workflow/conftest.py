@@ -61,8 +61,8 @@ def infra(aws: None, settings: Settings) -> None:
 
 
 @pytest.fixture
-def dms(infra: None, tmp_path: Path) -> Iterator[DmsStandIn]:
-    standin = DmsStandIn(tmp_path)
+def dms(infra: None, settings: Settings, tmp_path: Path) -> Iterator[DmsStandIn]:
+    standin = DmsStandIn(tmp_path, source_alias=settings.source_endpoint_arn)
     yield standin
     standin.shutdown()
 
