@@ -1,9 +1,10 @@
-"""The whole state machine on moto's interpreter, handlers in-process, fake DMS."""
+"""The whole state machine on moto's interpreter, handlers in-process, the local DMS engine."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -12,14 +13,16 @@ from moto import mock_aws
 
 from deltaload.aws import Clients
 from deltaload.settings import Settings
+from tests.dms_standin import DmsStandIn
 from tests.moto_tables import create_stack_storage
 from tests.statemachine import harness
 from tests.workflow.conftest import settings as settings
-from tests.workflow.fake_dms import FakeDms
 
 
 @pytest.fixture
-def machine(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> Iterator[dict[str, Any]]:
+def machine(
+    monkeypatch: pytest.MonkeyPatch, settings: Settings, tmp_path: Path
+) -> Iterator[dict[str, Any]]:
     for name, value in {
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
@@ -28,11 +31,13 @@ def machine(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> Iterator[dic
         monkeypatch.setenv(name, value)
     with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
         boto3.setup_default_session(region_name=harness.REGION)
-        yield _build(monkeypatch, settings)
+        built = _build(monkeypatch, settings, tmp_path)
+        yield built
+        built["dms"].shutdown()
         boto3.DEFAULT_SESSION = None
 
 
-def _build(monkeypatch: pytest.MonkeyPatch, base: Settings) -> dict[str, Any]:
+def _build(monkeypatch: pytest.MonkeyPatch, base: Settings, workdir: Path) -> dict[str, Any]:
     sns = boto3.client("sns")
     topic = sns.create_topic(Name="deltaload")["TopicArn"]
     sqs = boto3.client("sqs")
@@ -43,7 +48,7 @@ def _build(monkeypatch: pytest.MonkeyPatch, base: Settings) -> dict[str, Any]:
     sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
     settings = replace(base, poll_initial_seconds=0, poll_max_seconds=0, topic_arn=topic)
     _tables(settings)
-    dms = FakeDms(s3=boto3.client("s3"))
+    dms = DmsStandIn(workdir, source_alias=settings.source_endpoint_arn)
     clients = Clients(region=harness.REGION, overrides={"dms": dms})
     modules = {}
     for logical_id, folder in harness.FOLDERS.items():

@@ -1,13 +1,13 @@
-"""Fixtures: moto for DynamoDB/S3/SNS/Step Functions, a fake DMS client, settings."""
+"""Fixtures: moto for DynamoDB/S3/SNS/Step Functions, the local DMS engine, settings."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 from moto import mock_aws
 
@@ -15,10 +15,10 @@ from deltaload import items
 from deltaload.aws import Clients
 from deltaload.local.account import ACCOUNT, REGION
 from deltaload.settings import Settings
+from tests.dms_standin import DmsStandIn
 from tests.moto_tables import create_stack_storage
 from tests.orders import NOW as NOW
 from tests.orders import ORDERS as ORDERS
-from tests.workflow.fake_dms import FakeDms
 
 SOURCE_ENDPOINT = f"arn:aws:dms:{REGION}:{ACCOUNT}:endpoint:SOURCE"
 
@@ -61,12 +61,14 @@ def infra(aws: None, settings: Settings) -> None:
 
 
 @pytest.fixture
-def dms(infra: None) -> FakeDms:
-    return FakeDms(s3=boto3.client("s3", region_name=REGION))
+def dms(infra: None, settings: Settings, tmp_path: Path) -> Iterator[DmsStandIn]:
+    standin = DmsStandIn(tmp_path, source_alias=settings.source_endpoint_arn)
+    yield standin
+    standin.shutdown()
 
 
 @pytest.fixture
-def clients(dms: FakeDms) -> Clients:
+def clients(dms: DmsStandIn) -> Clients:
     return Clients(region=REGION, overrides={"dms": dms})
 
 

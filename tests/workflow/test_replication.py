@@ -1,12 +1,14 @@
-"""DMS judgement and teardown order (fake DMS client)."""
+"""DMS judgement and teardown order (the local DMS engine, tests/dms_standin.py)."""
 
 from __future__ import annotations
+
+import json
 
 import pytest
 
 from deltaload import names, replication
 from deltaload.aws import Clients
-from tests.workflow.fake_dms import FakeDms
+from tests.dms_standin import DmsStandIn
 
 COMPLETED = [
     {
@@ -17,7 +19,19 @@ COMPLETED = [
     }
 ]
 FINISHED = "Stop Reason FULL_LOAD_ONLY_FINISHED"
-MAPPING = '{"rules": [{"object-locator": {"schema-name": "sales", "table-name": "orders"}}]}'
+MAPPING = json.dumps(
+    {
+        "rules": [
+            {
+                "rule-type": "selection",
+                "rule-id": "1",
+                "rule-name": "1",
+                "object-locator": {"schema-name": "sales", "table-name": "orders"},
+                "rule-action": "include",
+            }
+        ]
+    }
+)
 
 
 def judge(status="stopped", reason=FINISHED, errored=0, stats=COMPLETED, failure=""):
@@ -59,15 +73,9 @@ def test_renamed_target_table_statistics_are_recognised() -> None:
     assert verdict.done
 
 
-def _create_run_resources(dms: FakeDms, dms_names: names.DmsNames, running: bool) -> None:
-    instance = dms.create_replication_instance(ReplicationInstanceIdentifier=dms_names.instance)[
-        "ReplicationInstance"
-    ]["ReplicationInstanceArn"]
-    target = dms.create_endpoint(
-        EndpointIdentifier=dms_names.target_endpoint,
-        EndpointType="target",
-        S3Settings={"BucketName": "lake", "BucketFolder": "staging/orders/r"},
-    )["Endpoint"]["EndpointArn"]
+def _create_run_resources(dms: DmsStandIn, dms_names: names.DmsNames, running: bool) -> None:
+    instance = dms.add_existing_instance(dms_names.instance)
+    target = _target_endpoint(dms, dms_names)["Endpoint"]["EndpointArn"]
     source = dms.add_source_endpoint("template-source")
     task = dms.create_replication_task(
         ReplicationTaskIdentifier=dms_names.task,
@@ -77,8 +85,22 @@ def _create_run_resources(dms: FakeDms, dms_names: names.DmsNames, running: bool
         MigrationType="full-load",
         TableMappings=MAPPING,
     )["ReplicationTask"]
-    dms.tasks[dms_names.task]["Status"] = "running" if running else "ready"
+    if running:
+        dms.start_stalled(task["ReplicationTaskArn"], dms_names.task)
     assert task
+
+
+def _target_endpoint(dms: DmsStandIn, dms_names: names.DmsNames) -> dict:
+    return dms.create_endpoint(
+        EndpointIdentifier=dms_names.target_endpoint,
+        EndpointType="target",
+        EngineName="s3",
+        S3Settings={
+            "BucketName": "lake",
+            "BucketFolder": "staging/orders/r",
+            "DataFormat": "parquet",
+        },
+    )
 
 
 def _teardown(clients: Clients, dms_names: names.DmsNames, mode: str) -> int:
@@ -89,7 +111,7 @@ def _teardown(clients: Clients, dms_names: names.DmsNames, mode: str) -> int:
 
 
 def test_teardown_stops_and_deletes_the_task_before_endpoint_and_instance(
-    dms: FakeDms, clients: Clients
+    dms: DmsStandIn, clients: Clients
 ) -> None:
     run = names.dms_names("orders", "orders-20240501T1200Z")
     _create_run_resources(dms, run, running=True)
@@ -106,7 +128,7 @@ def test_teardown_stops_and_deletes_the_task_before_endpoint_and_instance(
     assert list(dms.endpoints) == ["template-source"]  # the template's endpoint stays
 
 
-def test_teardown_is_idempotent_when_nothing_exists(dms: FakeDms, clients: Clients) -> None:
+def test_teardown_is_idempotent_when_nothing_exists(dms: DmsStandIn, clients: Clients) -> None:
     run = names.dms_names("orders", "r")
     assert replication.teardown_pass(clients, run, "instance") == {
         "done": True,
@@ -116,26 +138,28 @@ def test_teardown_is_idempotent_when_nothing_exists(dms: FakeDms, clients: Clien
     }
 
 
-def test_teardown_never_touches_the_shared_instance(dms: FakeDms, clients: Clients) -> None:
+def test_teardown_never_touches_the_shared_instance(dms: DmsStandIn, clients: Clients) -> None:
     shared = dms.add_existing_instance("shared-instance")
     run = names.dms_names("orders", "r")
-    dms.create_endpoint(EndpointIdentifier=run.target_endpoint, EndpointType="target")
+    _target_endpoint(dms, run)
     _teardown(clients, run, "existing")
     assert "shared-instance" in dms.instances and shared
     assert not any(op == "delete_replication_instance" for op in dms.operations())
     assert not dms.endpoints
 
 
-def test_teardown_of_a_serverless_run(dms: FakeDms, clients: Clients) -> None:
+def test_teardown_of_a_serverless_run(dms: DmsStandIn, clients: Clients) -> None:
     run = names.dms_names("orders", "r")
-    target = dms.create_endpoint(EndpointIdentifier=run.target_endpoint, EndpointType="target")
+    target = _target_endpoint(dms, run)
     config = dms.create_replication_config(
         ReplicationConfigIdentifier=run.config,
-        SourceEndpointArn="src",
+        SourceEndpointArn=dms.source_endpoint_arn,
         TargetEndpointArn=target["Endpoint"]["EndpointArn"],
-        TableMappings="{}",
+        ReplicationType="full-load",
+        ComputeConfig={"MaxCapacityUnits": 2},
+        TableMappings=MAPPING,
     )["ReplicationConfig"]["ReplicationConfigArn"]
-    dms.replications[config] = {"ReplicationConfigArn": config, "Status": "running"}
+    dms.start_held(config, run.config)
     _teardown(clients, run, "serverless")
     ops = dms.operations()
     assert ops.index("stop_replication") < ops.index("delete_replication_config")
@@ -143,7 +167,7 @@ def test_teardown_of_a_serverless_run(dms: FakeDms, clients: Clients) -> None:
     assert not dms.configs and not dms.endpoints
 
 
-def test_start_uses_start_replication_and_never_restarts(dms: FakeDms, clients: Clients) -> None:
+def test_start_uses_start_replication_and_never_restarts(dms: DmsStandIn, clients: Clients) -> None:
     run = names.dms_names("orders", "r")
     _create_run_resources(dms, run, running=False)
     task = replication.find_task(clients, run.task)

@@ -1,4 +1,4 @@
-"""Each step of the run against moto (DynamoDB, S3) and the fake DMS client.
+"""Each step of the run against moto (DynamoDB, S3) and the local DMS engine.
 
 ``drive`` follows the state machine's transitions in Python so one test can exercise a
 whole run; the ASL itself is executed on moto's interpreter in tests/statemachine.
@@ -18,8 +18,8 @@ from deltaload.aws import Clients
 from deltaload.handlers import run_step
 from deltaload.local.account import ACCOUNT, REGION
 from deltaload.settings import Settings
+from tests.dms_standin import DmsStandIn
 from tests.workflow.conftest import NOW, get_item, keys_under, put_item
-from tests.workflow.fake_dms import FakeDms
 
 RUN = "orders-20240501T1200Z"
 
@@ -91,7 +91,7 @@ def start(table: str = "orders", run_id: str = RUN) -> dict[str, Any]:
 
 
 def test_full_run_publishes_and_moves_the_watermark(
-    dms: FakeDms, clients: Clients, settings: Settings
+    dms: DmsStandIn, clients: Clients, settings: Settings
 ) -> None:
     put_item(clients, settings)
     dms.load_rows = _rows(30)
@@ -127,7 +127,7 @@ def test_full_run_publishes_and_moves_the_watermark(
 
 
 def test_next_run_starts_after_the_watermark(
-    dms: FakeDms, clients: Clients, settings: Settings
+    dms: DmsStandIn, clients: Clients, settings: Settings
 ) -> None:
     put_item(clients, settings, watermark="30")
     dms.load_rows = _rows(5, start=31)
@@ -139,7 +139,7 @@ def test_next_run_starts_after_the_watermark(
 
 
 def test_empty_delta_is_a_success_and_keeps_the_watermark(
-    dms: FakeDms, clients: Clients, settings: Settings
+    dms: DmsStandIn, clients: Clients, settings: Settings
 ) -> None:
     put_item(clients, settings, watermark="30")
     dms.load_rows = []
@@ -151,7 +151,7 @@ def test_empty_delta_is_a_success_and_keeps_the_watermark(
 
 
 def test_failed_load_never_moves_the_watermark_and_leaves_nothing(
-    dms: FakeDms, clients: Clients, settings: Settings
+    dms: DmsStandIn, clients: Clients, settings: Settings
 ) -> None:
     put_item(clients, settings, watermark="3")
     dms.load_rows = _rows(10, start=4)
@@ -167,7 +167,7 @@ def test_failed_load_never_moves_the_watermark_and_leaves_nothing(
 
 
 def test_row_count_mismatch_fails_verification_and_publishes_nothing(
-    dms: FakeDms, clients: Clients, settings: Settings
+    dms: DmsStandIn, clients: Clients, settings: Settings
 ) -> None:
     put_item(clients, settings)
     dms.load_rows = _rows(10)
@@ -180,7 +180,7 @@ def test_row_count_mismatch_fails_verification_and_publishes_nothing(
 
 
 def test_orphaned_instance_of_an_early_failure_is_torn_down(
-    dms: FakeDms, clients: Clients, settings: Settings
+    dms: DmsStandIn, clients: Clients, settings: Settings
 ) -> None:
     put_item(clients, settings)
     dms.fail_create["create_endpoint"] = "ResourceQuotaExceededFault"
@@ -192,7 +192,7 @@ def test_orphaned_instance_of_an_early_failure_is_torn_down(
 
 
 def test_watermark_conditional_write_losing_unpublishes_the_run(
-    dms: FakeDms, clients: Clients, settings: Settings
+    dms: DmsStandIn, clients: Clients, settings: Settings
 ) -> None:
     put_item(clients, settings)
     dms.load_rows = _rows(4)
@@ -221,7 +221,7 @@ def test_watermark_conditional_write_losing_unpublishes_the_run(
 
 
 def test_failure_after_commit_keeps_the_published_run(
-    dms: FakeDms, clients: Clients, settings: Settings
+    dms: DmsStandIn, clients: Clients, settings: Settings
 ) -> None:
     put_item(clients, settings)
     dms.load_rows = _rows(4)
@@ -238,7 +238,7 @@ def test_failure_after_commit_keeps_the_published_run(
 
 
 def test_retried_record_success_does_not_fail_the_run(
-    dms: FakeDms, clients: Clients, settings: Settings
+    dms: DmsStandIn, clients: Clients, settings: Settings
 ) -> None:
     put_item(clients, settings)
     dms.load_rows = _rows(2)
@@ -248,7 +248,7 @@ def test_retried_record_success_does_not_fail_the_run(
 
 
 def test_second_run_is_skipped_with_the_holders_run_id(
-    dms: FakeDms, clients: Clients, settings: Settings
+    dms: DmsStandIn, clients: Clients, settings: Settings
 ) -> None:
     put_item(clients, settings)
     run_step("acquire_lock", start(run_id="first"), clients, settings)
@@ -259,7 +259,7 @@ def test_second_run_is_skipped_with_the_holders_run_id(
 
 
 def test_invalid_item_fails_before_any_dms_work(
-    dms: FakeDms, clients: Clients, settings: Settings
+    dms: DmsStandIn, clients: Clients, settings: Settings
 ) -> None:
     put_item(clients, settings, filteroperator="greater")
     state = drive(start(), clients, settings)
@@ -270,7 +270,7 @@ def test_invalid_item_fails_before_any_dms_work(
 
 
 def test_resources_that_never_become_available_time_out(
-    dms: FakeDms, clients: Clients, settings: Settings
+    dms: DmsStandIn, clients: Clients, settings: Settings
 ) -> None:
     put_item(clients, settings)
     dms.instance_ready_after = 10**6
@@ -301,7 +301,7 @@ def test_poll_waits_back_off_and_are_capped(settings: Settings) -> None:
 
 @pytest.mark.parametrize("mode", ["existing", "serverless"])
 def test_other_replication_modes(
-    mode: str, dms: FakeDms, clients: Clients, settings: Settings
+    mode: str, dms: DmsStandIn, clients: Clients, settings: Settings
 ) -> None:
     shared = dms.add_existing_instance("shared")
     configured = replace(settings, replication_mode=mode, existing_instance_arn=shared)
@@ -318,7 +318,7 @@ def test_other_replication_modes(
 
 
 def test_awkward_table_names_make_identifiers_dms_accepts(
-    dms: FakeDms, clients: Clients, settings: Settings
+    dms: DmsStandIn, clients: Clients, settings: Settings
 ) -> None:
     table = "Orders__2024_" + "x" * 60
     put_item(clients, settings, targetTableName=table)
@@ -355,7 +355,7 @@ def test_handler_returns_the_state_with_its_result_under_its_key(
 
 
 def test_aborted_execution_is_cleaned_up_outside_the_state_machine(
-    dms: FakeDms, clients: Clients, settings: Settings, monkeypatch: pytest.MonkeyPatch
+    dms: DmsStandIn, clients: Clients, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(workflow, "_sleep", lambda seconds: None)
     put_item(clients, settings, watermark="2")
