@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 from deltaload.errors import DeltaloadError
 from deltaload.items import ControllerItem
-from deltaload.runstate import WindowPlan
+from deltaload.runstate import ProbedWindowCount, WindowPlan
 from deltaload.values import (
     ColumnKind,
     canonical,
@@ -87,13 +87,7 @@ class ProbeError(DeltaloadError):
     """The source could not be asked (secret, connection, query or timeout)."""
 
 
-@dataclass(frozen=True)
-class ProbedWindow:
-    """One planned window and the rows its filter selects at the source."""
-
-    lower: str | None
-    upper: str | None
-    rows: int
+ProbedWindow = ProbedWindowCount  # one planned window and the rows its filter selects
 
 
 @dataclass(frozen=True)
@@ -142,7 +136,7 @@ class SourceAccess:
 def read_source_secret(clients: Any, secret_id: str) -> dict[str, Any]:
     """The source secret's JSON (the keys DMS reads: host, port, username, password)."""
     try:
-        text = clients.secretsmanager.get_secret_value(SecretId=secret_id)["SecretString"]
+        text = clients.secrets.get_secret_value(SecretId=secret_id)["SecretString"]
         secret = json.loads(text)
     except Exception as error:  # never echo the secret's text
         raise ProbeError(

@@ -44,6 +44,12 @@ class Settings:
     max_replication_instances: int = 50
     max_tasks_per_shared_instance: int = 90
     max_file_size_kb: int = 1_048_576
+    # The source probe (ProbeSource): off unless the stack switches it on (ProbeSource=true).
+    probe_enabled: bool = False
+    probe_timeout_seconds: int = 60
+    source_secret_arn: str = ""
+    source_engine: str = ""
+    source_database: str = ""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:

@@ -25,6 +25,7 @@ STATE_MACHINE_PATH = ROOT / "statemachine" / "load_table.asl.json"
 FUNCTIONS = {
     "starter": "StarterFunction",
     "acquire_lock": "AcquireLockFunction",
+    "probe_source": "ProbeSourceFunction",
     "plan_run": "PlanRunFunction",
     "create_resources": "CreateResourcesFunction",
     "check_resources": "CheckResourcesFunction",
