@@ -340,7 +340,7 @@ def verify_publish(
     )
     watermark = resolve_watermark(window, verification.loaded_max)
     limit_kb = lob_limit_kb(plan.task_settings)
-    warnings = (
+    lob_warnings = (
         [
             str(w)
             for w in publish.lob_warnings(
@@ -350,6 +350,8 @@ def verify_publish(
         if limit_kb is not None
         else []
     )
+    witness = _probe_witness(state, plan, full_load_rows, verification.rows)
+    warnings = [*lob_warnings, *([witness] if witness else [])]
     # Before anything is published: a schema change the item does not allow fails here.
     schema = lake.check_run_schema(
         clients,
@@ -384,8 +386,10 @@ def verify_publish(
         "run published",
         extra={"table": table, "rows": verification.rows, "files": len(verification.files)},
     )
-    for warning in warnings:
+    for warning in lob_warnings:
         logger.warning("LOB values may be truncated", extra={"table": table, "warning": warning})
+    if witness:
+        logger.warning("source changed during the load", extra={"table": table, "warning": witness})
     if schema.drift.changes:
         logger.warning("schema changed", extra={"table": table, "changes": schema.drift.summary()})
     return Published(
@@ -401,6 +405,29 @@ def verify_publish(
         schema_manifest_key=schema.schema_manifest_key,
         schema_changes=[c.to_dict() for c in schema.drift.changes],
         schema_change=schema.drift.summary() or None,
+    )
+
+
+def _probe_witness(
+    state: RunState, plan: RunPlan, full_load_rows: int, footer_rows: int
+) -> str | None:
+    """The probe's count as a third witness: a warning when it differs from the load's.
+
+    DMS FullLoadRows and the Parquet footers must agree (publish.verify fails the run
+    otherwise); the probe counted earlier, so a difference means the source changed.
+    """
+    probed = state.probe
+    if probed is None or not probed.enabled:
+        return None
+    counted = probed.rows_of(plan.window.lower, plan.window.upper)
+    if counted is None or counted == full_load_rows:
+        return None
+    when = probed.planned_at.isoformat() if probed.planned_at else "planning"
+    return (
+        f"table {state.table!r}: the source probe counted {counted} rows in window "
+        f"{plan.window_text} at {when}, but DMS loaded {full_load_rows} (FullLoadRows) and "
+        f"the Parquet files hold {footer_rows}: rows in the window were inserted, updated "
+        "or deleted at the source between the probe and the load; what DMS read is published"
     )
 
 
