@@ -133,7 +133,7 @@ def test_probe_counts_what_the_engine_loads(
 
     # The maximum: the largest value the opening (unbounded above) window selects.
     opening = plan_window(item, now, default_safety_lag=0)
-    index = list(COLUMNS.values()).index(column) + 0
+    index = list(COLUMNS.values()).index(column)
     values = [_text(row[index], kind) for row in _rows(source_db.kind)]
     if opening.loads_nothing:
         assert outcome.windows == []
