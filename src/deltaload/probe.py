@@ -130,6 +130,8 @@ class SourceAccess:
 
     def describe(self) -> str:
         """A password-free description for messages."""
+        if self.dialect == "sqlite":
+            return f"sqlite file {(self.url.database or '').removeprefix('file:').split('?')[0]}"
         return f"{self.dialect} {self.url.render_as_string(hide_password=True)}"
 
 
@@ -404,6 +406,26 @@ def connect(access: SourceAccess, timeout_seconds: int) -> Iterator[sa.Connectio
         engine.dispose()
 
 
+def _check_table(connection: sa.Connection, dialect: str, item: ControllerItem) -> None:
+    """The source table and its filter column exist (else a message, not a SQL error)."""
+    import sqlalchemy as sa
+
+    schema = None if dialect == "sqlite" else item.source_schema
+    inspector = sa.inspect(connection)
+    where = f"{item.source_schema}.{item.source_table}"
+    if not inspector.has_table(item.source_table, schema=schema):
+        raise ProbeError(
+            f"table {item.target_table_name!r}: no source table matches {where} (the probe "
+            "found none); check the item's sourceSchema and sourceTable"
+        )
+    names = [column["name"] for column in inspector.get_columns(item.source_table, schema)]
+    if item.filter_column not in names:
+        raise ProbeError(
+            f"table {item.target_table_name!r}: filter column {item.filter_column!r} does not "
+            f"exist in {where} (columns: {', '.join(names)}); check the item's filtercolumn"
+        )
+
+
 def probe(
     connection: sa.Connection,
     dialect: str,
@@ -415,6 +437,7 @@ def probe(
     opening = plan_window(item, now, default_safety_lag=default_safety_lag)
     if opening.loads_nothing:
         return ProbeOutcome(maximum=None)
+    _check_table(connection, dialect, item)
     maximum = None
     if item.is_incremental:
         found = connection.execute(maximum_query(item, opening, dialect)).scalar()
