@@ -697,3 +697,19 @@ def test_samconfig_has_default_and_prod() -> None:
         assert config[env]["global"]["parameters"]["stack_name"]
     overrides = config["prod"]["deploy"]["parameters"]["parameter_overrides"]
     assert not [o for o in overrides if "password" in o.lower()]
+
+
+def test_probe_requirements_in_step_with_the_probe_extra() -> None:
+    """The probe function's own package (sam build installs functions/probe_source/
+    requirements.txt there, not in the layer) holds the [probe] extra, bound for bound."""
+    extra = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]["probe"]
+    declared = {canonicalize_name(r.name): str(r) for r in map(Requirement, extra)}
+    lines = (ROOT / "functions" / "probe_source" / "requirements.txt").read_text().splitlines()
+    function = {
+        canonicalize_name(r.name): str(r)
+        for r in (Requirement(line.split("#")[0]) for line in lines if line.split("#")[0].strip())
+    }
+    assert function == declared
+    assert "sqlalchemy" not in (ROOT / "src" / "requirements.txt").read_text().lower()
