@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import io
 import json
-import time
 import sqlite3
+import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path

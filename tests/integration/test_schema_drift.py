@@ -267,7 +267,7 @@ def test_first_run_without_rows_records_no_table_schema(
     drifting: DriftingTable, runtime: LocalRuntime, ticks: Ticks
 ):
     runtime.put_item(item(drifting))
-    empty = run_once(runtime, ticks)
+    run_once(runtime, ticks)
     assert "schemaManifestKey" not in runtime.item(TARGET)
     # The source probe found no row: nothing was loaded, so nothing, no manifest either,
     # was published.
