@@ -432,7 +432,17 @@ def plan(
         item = parse_item(raw)
     except InvalidItemError as error:
         raise fail(str(error)) from None
-    window = plan_window(item, datetime.now(UTC), default_safety_lag=lag)
+    now = datetime.now(UTC)
+    probed, unprobed = _probe_for_plan(state, item, now, lag)
+    if probed is None:
+        window = plan_window(item, now, default_safety_lag=lag)
+        counts: list[dict[str, Any]] = []
+    else:
+        from deltaload import probe
+
+        # The windows the run would plan now; the mapping is the one DMS would get.
+        [window] = probe.planned_windows(item, now, probed.maximum, lag)
+        counts = [w.document() for w in probed.windows]
     mapping, settings = table_mapping(item, window), task_settings(item)
     if as_json:
         print_json(
@@ -440,6 +450,11 @@ def plan(
                 "table": table,
                 "window": window.describe(),
                 "watermark": item.watermark,
+                "probe": (
+                    {"maximum": probed.maximum, "windows": counts}
+                    if probed is not None
+                    else {"notProbed": unprobed}
+                ),
                 "tableMapping": mapping,
                 "taskSettings": settings,
             }
@@ -447,10 +462,38 @@ def plan(
         return
     console.print(f"[bold]{escape(table)}[/bold]: {escape(window.describe())}")
     console.print(f"watermark now: {escape(item.watermark or '(none: starts at startvalue)')}")
+    if probed is None:
+        console.print(f"rows: not probed ({escape(unprobed)})")
+    for count in counts:
+        upper = count["upper"] if count["upper"] is not None else "max loaded value"
+        console.print(
+            f"window [{escape(str(count['lower']))}, {escape(str(upper))}]: "
+            f"{count['rows']} rows at the source (probed now)"
+        )
+    if probed is not None and not any(count["rows"] for count in counts):
+        console.print("nothing new at the source: the next run loads nothing unless rows arrive")
     console.print("table mapping:")
     print_json(mapping)
     console.print("task settings:")
     print_json(settings)
+
+
+def _probe_for_plan(state: Any, item: Any, now: datetime, lag: int) -> tuple[Any, str]:
+    """The source probe of the next run's windows, offline; (None, why not) otherwise."""
+    if Options.stack:
+        return None, "on a stack the source is reached only from its subnets"
+    if (state.function_environment("PROBE_ENABLED") or "false").lower() != "true":
+        return None, "the stack's ProbeSource is false"
+    from deltaload import probe
+    from deltaload.local.source import Source
+
+    url = Options.source or f"sqlite:///{Options.state_dir / 'source.sqlite'}"
+    source = Source.from_url(url, schema=Options.sqlite_schema)
+    try:
+        access = probe.source_access(source.secret(), source.engine)
+        return probe.probe_source(access, item, now, default_safety_lag=lag), ""
+    except probe.ProbeError as error:
+        return None, str(error)
 
 
 def _active(value: Any) -> str:

@@ -91,6 +91,7 @@ STEPS = {
     step.name: step
     for step in (
         Step("acquire_lock", workflow.acquire_lock),
+        Step("probe_source", workflow.probe_source),
         Step("plan_run", workflow.plan_run),
         Step("create_resources", workflow.create_resources),
         Step("check_resources", workflow.check_resources),

@@ -2,7 +2,7 @@
 
 The execution's input is ``{"table", "runId"}``; every Lambda Task passes the whole
 document to its handler and gets it back with the step's result under one key (the
-``KEY`` of the result's model): ``lock``, ``run``, ``resources``, ``poll``, ``load``,
+``KEY`` of the result's model): ``lock``, ``probe``, ``run``, ``resources``, ``poll``, ``load``,
 ``publish``, ``recorded``, ``failure``; a Catch puts ``{"Error", "Cause"}`` under
 ``error``. ``RunState`` composes them; ``state_schema()`` is its JSON Schema, the shared
 artefact the ASL is checked against (statemachine/state.schema.json).
@@ -192,6 +192,36 @@ class Lock(Document):
     reason: str
     owner: str | None
     expires_at: int | None
+
+
+class ProbedWindowCount(Document):
+    """One planned window and the rows its DMS filter selected at the source."""
+
+    lower: str | None
+    upper: str | None
+    rows: int
+
+
+class Probe(Document):
+    """ProbeSource: the source's maximum above the watermark and each planned window's rows.
+
+    ``enabled`` is false when the stack switched the probe off (nothing was asked);
+    ``plannedAt`` is the moment PlanRun then plans at, so it plans the same windows.
+    """
+
+    KEY: ClassVar[str] = "probe"
+
+    enabled: bool
+    planned_at: Moment | None = None
+    maximum: str | None = None
+    windows: list[ProbedWindowCount] = Field(default_factory=list)
+
+    def rows_of(self, lower: str | None, upper: str | None) -> int | None:
+        """The probed row count of the window [lower, upper], None if it was not counted."""
+        for window in self.windows:
+            if (window.lower, window.upper) == (lower, upper):
+                return window.rows
+        return None
 
 
 class RunPlan(Document):
@@ -402,6 +432,7 @@ class RunState(Document):
     table: str
     run_id: str
     lock: Lock | None = _later()
+    probe: Probe | None = _later()
     run: RunPlan | None = _later()
     resources: Resources | None = _later()
     poll: Poll | None = _later()
@@ -440,6 +471,7 @@ _FIELD_OF_KEY = {
 
 STEP_RESULTS: tuple[type[Document], ...] = (
     Lock,
+    Probe,
     RunPlan,
     _Resources,
     Poll,

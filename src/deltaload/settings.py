@@ -46,6 +46,12 @@ class Settings:
     max_file_size_kb: int = 1_048_576
     # The Glue database the stack keeps a table per controller item in; empty: no catalog.
     glue_database: str = ""
+    # The source probe (ProbeSource): off unless the stack switches it on (ProbeSource=true).
+    probe_enabled: bool = False
+    probe_timeout_seconds: int = 60
+    source_secret_arn: str = ""
+    source_engine: str = ""
+    source_database: str = ""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:

@@ -32,6 +32,9 @@ Boundary rules (the exactly-once argument; tests/unit/test_window_properties.py 
   otherwise the upper bound is open at planning time and the watermark becomes
   the largest value actually loaded (``resolve_watermark``).
 * An ``endvalue`` on a gte item caps every window: loading stops there.
+* A window the source probe found without rows (probe.py) loads nothing and records
+  the watermark an empty load of it would have recorded (``without_rows``): the
+  upper bound of a bounded window, the previous watermark of an open one.
 * Every other operator is a one-shot filter: its slice is loaded once, the
   watermark becomes ``"loaded"`` and later runs skip the item until the
   watermark attribute is removed.
@@ -78,7 +81,7 @@ def plan_window(
 def resolve_watermark(plan: WindowPlan, loaded_max: str | None) -> str | None:
     """The watermark to record after a successful load of ``plan``."""
     if plan.skip_reason is not None or plan.empty:
-        return plan.previous_watermark
+        return plan.next_watermark
     if not plan.is_open:
         return plan.next_watermark
     if loaded_max is None:
@@ -90,6 +93,14 @@ def resolve_watermark(plan: WindowPlan, loaded_max: str | None) -> str | None:
             f"bound {plan.lower!r}; the load did not respect the window filter"
         )
     return loaded
+
+
+def without_rows(plan: WindowPlan) -> WindowPlan:
+    """``plan`` known to select no row: nothing to load, the watermark of an empty load."""
+    if plan.loads_nothing:
+        return plan
+    watermark = resolve_watermark(plan, None)
+    return plan.model_copy(update={"empty": True, "filters": [], "next_watermark": watermark})
 
 
 def _incremental(

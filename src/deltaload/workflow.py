@@ -13,7 +13,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from deltaload import backoff, catalog, lake, names, publish, replication, store
+from deltaload import backoff, catalog, lake, names, probe, publish, replication, store
 from deltaload.aws import Clients, TransientError
 from deltaload.errors import DeltaloadError, WaitTimeoutError
 from deltaload.items import SchemaPolicy, parse_item
@@ -29,6 +29,7 @@ from deltaload.runstate import (
     Load,
     Lock,
     Poll,
+    Probe,
     Published,
     Recorded,
     Resources,
@@ -38,7 +39,7 @@ from deltaload.runstate import (
     RunState,
 )
 from deltaload.settings import Settings
-from deltaload.window import plan_window, resolve_watermark
+from deltaload.window import resolve_watermark, without_rows
 
 Now = Callable[[], datetime]
 
@@ -141,15 +142,57 @@ def acquire_lock(state: RunState, clients: Clients, settings: Settings, now: Now
     return lock
 
 
-# --- 2. plan ---------------------------------------------------------------------------
+# --- 2. probe the source --------------------------------------------------------------
+
+
+def probe_source(state: RunState, clients: Clients, settings: Settings, now: Now = utcnow) -> Probe:
+    """Ask the source for the maximum above the watermark and each planned window's rows.
+
+    Read-only, through the source endpoint's secret; nothing is asked when the stack
+    switched the probe off.
+    """
+    if not settings.probe_enabled:
+        return Probe(enabled=False)
+    item = store.load_item(clients, settings, state.table)
+    moment = now()
+    secret = probe.read_source_secret(clients, settings.require("source_secret_arn"))
+    access = probe.source_access(secret, settings.source_engine, settings.source_database)
+    outcome = probe.probe_source(
+        access,
+        item,
+        moment,
+        timeout_seconds=settings.probe_timeout_seconds or probe.DEFAULT_TIMEOUT_SECONDS,
+        default_safety_lag=settings.safety_lag_seconds,
+    )
+    logger.info(
+        "source probed",
+        extra={
+            "table": state.table,
+            "maximum": outcome.maximum,
+            "rows": [w.rows for w in outcome.windows],
+        },
+    )
+    return Probe(enabled=True, planned_at=moment, maximum=outcome.maximum, windows=outcome.windows)
+
+
+# --- 3. plan ---------------------------------------------------------------------------
 
 
 def plan_run(state: RunState, clients: Clients, settings: Settings, now: Now = utcnow) -> RunPlan:
-    """Validate the item and fix everything the run will do: window, mapping, names, keys."""
+    """Validate the item and fix everything the run will do: window, mapping, names, keys.
+
+    After a probe, the windows are planned at the probe's moment with its maximum (the
+    same windows it counted); windows it found without rows load nothing.
+    """
     table, run_id = state.table, state.run_id
     item = store.load_item(clients, settings, table)
-    moment = now()
-    plan = plan_window(item, moment, default_safety_lag=settings.safety_lag_seconds)
+    probed = state.probe if state.probe and state.probe.enabled else None
+    moment = probed.planned_at if probed and probed.planned_at else now()
+    maximum = probed.maximum if probed else None
+    plans = probe.planned_windows(item, moment, maximum, settings.safety_lag_seconds)
+    plan = plans[0]  # one window per run today
+    if probed is not None and probe.nothing_new(plans, probed.windows):
+        plan = without_rows(plan)
     mode = item.replication_mode.value if item.replication_mode else settings.replication_mode
     run = RunPlan(
         table=table,
@@ -174,7 +217,7 @@ def plan_run(state: RunState, clients: Clients, settings: Settings, now: Now = u
     return run
 
 
-# --- 3./4. resources -------------------------------------------------------------------
+# --- 4./5. resources -------------------------------------------------------------------
 
 
 def create_resources(
@@ -208,7 +251,7 @@ def check_resources(
     )
 
 
-# --- 5./6. load ------------------------------------------------------------------------
+# --- 6./7. load ------------------------------------------------------------------------
 
 
 def start_load(state: RunState, clients: Clients, settings: Settings, now: Now = utcnow) -> Load:
@@ -270,7 +313,7 @@ def check_load(state: RunState, clients: Clients, settings: Settings, now: Now =
     )
 
 
-# --- 7. verify and publish -------------------------------------------------------------
+# --- 8. verify and publish -------------------------------------------------------------
 
 
 def verify_publish(
@@ -297,7 +340,7 @@ def verify_publish(
     )
     watermark = resolve_watermark(window, verification.loaded_max)
     limit_kb = lob_limit_kb(plan.task_settings)
-    warnings = (
+    lob_warnings = (
         [
             str(w)
             for w in publish.lob_warnings(
@@ -307,6 +350,8 @@ def verify_publish(
         if limit_kb is not None
         else []
     )
+    witness = _probe_witness(state, plan, full_load_rows, verification.rows)
+    warnings = [*lob_warnings, *([witness] if witness else [])]
     # Before anything is published: a schema change the item does not allow fails here.
     schema = lake.check_run_schema(
         clients,
@@ -341,8 +386,10 @@ def verify_publish(
         "run published",
         extra={"table": table, "rows": verification.rows, "files": len(verification.files)},
     )
-    for warning in warnings:
+    for warning in lob_warnings:
         logger.warning("LOB values may be truncated", extra={"table": table, "warning": warning})
+    if witness:
+        logger.warning("source changed during the load", extra={"table": table, "warning": witness})
     if schema.drift.changes:
         logger.warning("schema changed", extra={"table": table, "changes": schema.drift.summary()})
     return Published(
@@ -361,7 +408,30 @@ def verify_publish(
     )
 
 
-# --- 8. record -------------------------------------------------------------------------
+def _probe_witness(
+    state: RunState, plan: RunPlan, full_load_rows: int, footer_rows: int
+) -> str | None:
+    """The probe's count as a third witness: a warning when it differs from the load's.
+
+    DMS FullLoadRows and the Parquet footers must agree (publish.verify fails the run
+    otherwise); the probe counted earlier, so a difference means the source changed.
+    """
+    probed = state.probe
+    if probed is None or not probed.enabled:
+        return None
+    counted = probed.rows_of(plan.window.lower, plan.window.upper)
+    if counted is None or counted == full_load_rows:
+        return None
+    when = probed.planned_at.isoformat() if probed.planned_at else "planning"
+    return (
+        f"table {state.table!r}: the source probe counted {counted} rows in window "
+        f"{plan.window_text} at {when}, but DMS loaded {full_load_rows} (FullLoadRows) and "
+        f"the Parquet files hold {footer_rows}: rows in the window were inserted, updated "
+        "or deleted at the source between the probe and the load; what DMS read is published"
+    )
+
+
+# --- 9. record -------------------------------------------------------------------------
 
 
 def record_success(
@@ -585,7 +655,7 @@ def _staging_prefix(settings: Settings, table: str, run_id: str) -> str:
     return names.as_prefix(names.staging_folder(settings.staging_prefix, table, run_id))
 
 
-# --- 9. teardown -----------------------------------------------------------------------
+# --- 10. teardown -----------------------------------------------------------------------
 
 
 def teardown(state: RunState, clients: Clients, settings: Settings, now: Now = utcnow) -> Poll:

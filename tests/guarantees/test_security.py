@@ -101,7 +101,9 @@ def test_no_secret_in_any_output(
             conn.exec_driver_sql(f"REVOKE SELECT ON dwh.{orders.name} FROM {ROLE}")
         bad = rt.tick(now=ticks())
         assert [e.status for e in bad.executions] == ["FAILED"], bad
-        assert "LoadFailedError" in rt.item("secret_s3")["lastRunError"]
+        # The source probe reads first and is refused (before any DMS resource exists).
+        error = rt.item("secret_s3")["lastRunError"]
+        assert "ProbeError" in error and "permission denied" in error
         secret = rt.session.client("secretsmanager").get_secret_value(SecretId=SECRET)
         assert PASSWORD in secret["SecretString"]  # the search below would see it if it leaked
         assert rt.notifications()

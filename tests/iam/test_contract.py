@@ -76,6 +76,8 @@ SCENARIOS = {
         must_call=(
             ("StarterFunction", "ListExecutions"),
             ("StarterFunction", "StartExecution"),
+            ("ProbeSourceFunction", "GetItem"),
+            ("ProbeSourceFunction", "GetSecretValue"),
             ("CreateResourcesFunction", "CreateReplicationInstance"),
             ("VerifyPublishFunction", "CopyObject"),
             ("RecordSuccessFunction", "UpdateItem"),

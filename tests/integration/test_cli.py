@@ -58,6 +58,8 @@ def test_onboard_run_status_runs_and_plan(cli, tmp_path):
     assert plan.exit_code == 0
     assert "[31, max loaded value]" in plan.output
     assert '"filter-operator": "gte"' in plan.output
+    assert "window [31, max loaded value]: 0 rows at the source (probed now)" in plan.output
+    assert "the next run loads nothing" in plan.output
 
     lake = tmp_path / "state" / "s3"
     files = [f for f in lake.rglob("*.parquet")]
@@ -70,7 +72,8 @@ def test_onboard_keeps_the_watermark_unless_reset(cli):
     assert cli("onboard", str(SEED / "orders.json")).exit_code == 0
     assert "[31, max loaded value]" in cli("plan", "orders_s3").output
     assert cli("onboard", "--reset", str(SEED / "orders.json")).exit_code == 0
-    assert "[1, max loaded value]" in cli("plan", "orders_s3").output
+    # From startvalue again, up to the maximum the source probe finds.
+    assert "orders_s3: [1, 30]" in cli("plan", "orders_s3").output
 
 
 def test_onboard_writes_nothing_when_any_item_is_invalid(cli, tmp_path):
@@ -100,6 +103,15 @@ def test_invoke_runs_one_function_of_the_template(cli, tmp_path):
     assert summary["skipped"] == [{"table": "nothing_here", "reason": "no active controller item"}]
     unknown = cli("invoke", "NoSuchFunction")
     assert unknown.exit_code == 1 and "no function 'NoSuchFunction'" in unknown.output
+
+
+def test_plan_prints_the_probed_rows_of_the_next_window(cli, tmp_path):
+    assert cli("onboard", str(SEED / "orders.json")).exit_code == 0
+    plan = cli("plan", "orders_s3")
+    assert plan.exit_code == 0, plan.output
+    assert "window [1, 30]: 30 rows at the source (probed now)" in plan.output
+    probed = json.loads(cli("plan", "orders_s3", "--json").output)["probe"]
+    assert probed == {"maximum": "30", "windows": [{"lower": "1", "upper": "30", "rows": 30}]}
 
 
 def test_plan_of_an_unknown_table(cli):

@@ -172,9 +172,9 @@ def test_reset_moves_the_watermark_and_records_who_when_old_new(loaded):
     assert item["watermark"] == "10"
     history = json.loads(loaded("runs", "orders_s3", "--json").stdout)
     assert history[-1] == record
-    # The next run loads from the new watermark on.
+    # The next run loads from the new watermark on, up to the source's maximum.
     [execution] = json.loads(loaded("run", "--json").stdout)["executions"]
-    assert (execution["window"], execution["rows"]) == ("[11, max loaded value]", 20)
+    assert (execution["window"], execution["rows"]) == ("[11, 30]", 20)
 
 
 def test_reset_without_to_drops_the_watermark(loaded):

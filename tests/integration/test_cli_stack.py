@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import sqlite3
+import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -106,8 +107,9 @@ def test_onboard_run_status_runs_and_plan_on_the_stack(stack):
     run = stack("run")
     assert run.exit_code == 0, run.output
     assert "orders_s3" in run.output and "loaded" in run.output
-    # The same summary as offline: the table with its window, rows, files, watermark.
-    assert "[1, max loaded value]" in run.output
+    # The same summary as offline: the table with its window, rows, files, watermark
+    # (the window ends at the maximum the source probe found).
+    assert "[1, 30]" in run.output
 
     [item] = json.loads(stack("status", "--json").stdout)
     assert (item["watermark"], item["lastRunRows"], item["lastRunStatus"]) == (
@@ -134,17 +136,21 @@ def test_a_failed_run_shows_its_error_and_cause(stack):
     run = stack("run")
     assert run.exit_code == 1, run.output
     assert "failed" in run.output and "no source table matches" in run.output
+    # A run's name is its table and start time to the second: the second run of the
+    # table must start in a later second (the probe fails it within the first).
+    time.sleep(1.1)
     [execution] = json.loads(stack("run", "--json").stdout)["executions"]
-    # Where it failed and why, read from the execution's history.
+    # Where it failed and why, read from the execution's history: the source probe
+    # finds no such table before any DMS resource exists.
     assert (execution["result"], execution["failedStep"], execution["error"]) == (
         "failed",
-        "LoadFailed",
-        "LoadFailedError",
+        "ProbeSource",
+        "ProbeError",
     )
-    assert "no source table matches" in execution["cause"]
-    assert execution["reason"].startswith("in LoadFailed: LoadFailedError: DMS reports")
+    assert "no source table matches dwh.missing_table" in execution["cause"]
+    assert execution["reason"].startswith("in ProbeSource: ProbeError: table 'orders_s3'")
     # The table says it too, at 80 columns, whole.
-    assert "failed orders_s3: in LoadFailed: LoadFailedError" in run.output
+    assert "failed orders_s3: in ProbeSource: ProbeError" in run.output
 
 
 def test_run_without_waiting_starts_and_returns(stack):

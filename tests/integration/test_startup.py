@@ -80,7 +80,10 @@ def test_a_command_that_only_reads_imports_no_emulator_and_no_engine(
     state: Path, args: list[str]
 ) -> None:
     before = sorted(p.relative_to(state) for p in state.rglob("*"))
-    result = _probe(state, HEAVY, args)
+    # plan asks the source for the next window's rows (the source probe), through
+    # SQLAlchemy; it still needs no emulator and no engine.
+    heavy = tuple(m for m in HEAVY if not (args[0] == "plan" and m == "sqlalchemy"))
+    result = _probe(state, heavy, args)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "IMPORTED []" in result.stderr, result.stderr
     assert sorted(p.relative_to(state) for p in state.rglob("*")) == before

@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parents[2]
 ASL = ROOT / "statemachine" / "load_table.asl.json"
 FOLDERS = {
     "AcquireLockFunction": "acquire_lock",
+    "ProbeSourceFunction": "probe_source",
     "PlanRunFunction": "plan_run",
     "CreateResourcesFunction": "create_resources",
     "CheckResourcesFunction": "check_resources",

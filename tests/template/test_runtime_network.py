@@ -105,7 +105,41 @@ def test_asking_for_endpoints_requires_the_vpc_and_its_route_tables(
 
 def test_the_functions_run_outside_any_vpc(template: Mapping[str, Any]) -> None:
     """They reach DynamoDB, S3, Step Functions, SNS, DMS and X-Ray over Lambda's network;
-    a VpcConfig would need endpoints or NAT for each (README, Deploy to AWS, Network)."""
+    a VpcConfig would need endpoints or NAT for each (README, Deploy to AWS, Network).
+    The source probe is the one exception: it connects to the source database."""
     assert "VpcConfig" not in template["Globals"]["Function"]
     for lid in [*FUNCTIONS.values(), "CleanupAbortedFunction"]:
+        if lid == "ProbeSourceFunction":
+            continue
         assert "VpcConfig" not in template["Resources"][lid]["Properties"], lid
+
+
+def test_the_probe_runs_where_the_replication_compute_does(template: Mapping[str, Any]) -> None:
+    """In Subnet1/Subnet2 with ReplicationInstanceSecurityGroup, which reach the source;
+    outside any VPC when the stack switches the probe off (it then connects nowhere)."""
+    config = template["Resources"]["ProbeSourceFunction"]["Properties"]["VpcConfig"]
+    condition, inside, outside = config["Fn::If"]
+    assert condition == "ProbeOn"
+    assert template["Conditions"]["ProbeOn"] == {"Fn::Equals": [{"Ref": "ProbeSource"}, "true"]}
+    assert inside == {
+        "SubnetIds": [{"Ref": "Subnet1"}, {"Ref": "Subnet2"}],
+        "SecurityGroupIds": [{"Ref": "ReplicationInstanceSecurityGroup"}],
+    }
+    assert outside == {"Ref": "AWS::NoValue"}
+
+
+def test_the_endpoints_cover_what_the_probe_calls(template: Mapping[str, Any]) -> None:
+    """Secrets Manager (interface, reachable from the replication security group) and
+    DynamoDB (a gateway on the subnets' route tables), created with CreateVpcEndpoints."""
+    resources = template["Resources"]
+    dynamodb = resources["DynamoDBGatewayEndpoint"]
+    assert dynamodb["Condition"] == "CreateEndpoints"
+    assert dynamodb["Properties"]["VpcEndpointType"] == "Gateway"
+    assert dynamodb["Properties"]["ServiceName"] == {
+        "Fn::Sub": "com.amazonaws.${AWS::Region}.dynamodb"
+    }
+    assert dynamodb["Properties"]["RouteTableIds"] == {"Ref": "PrivateRouteTableIds"}
+    ingress = resources["VpcEndpointSecurityGroup"]["Properties"]["SecurityGroupIngress"]
+    assert {"Ref": "ReplicationInstanceSecurityGroup"} in [
+        r["SourceSecurityGroupId"] for r in ingress
+    ]

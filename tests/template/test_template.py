@@ -25,6 +25,7 @@ STATE_MACHINE_PATH = ROOT / "statemachine" / "load_table.asl.json"
 FUNCTIONS = {
     "starter": "StarterFunction",
     "acquire_lock": "AcquireLockFunction",
+    "probe_source": "ProbeSourceFunction",
     "plan_run": "PlanRunFunction",
     "create_resources": "CreateResourcesFunction",
     "check_resources": "CheckResourcesFunction",
@@ -716,3 +717,19 @@ def test_the_stack_owns_a_glue_database_named_by_a_parameter() -> None:
     env = body["Globals"]["Function"]["Environment"]["Variables"]
     assert env["GLUE_DATABASE"] == {"Ref": logical_id}
     assert body["Outputs"]["GlueDatabaseName"]["Value"] == {"Ref": logical_id}
+
+
+def test_probe_requirements_in_step_with_the_probe_extra() -> None:
+    """The probe function's own package (sam build installs functions/probe_source/
+    requirements.txt there, not in the layer) holds the [probe] extra, bound for bound."""
+    extra = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]["probe"]
+    declared = {canonicalize_name(r.name): str(r) for r in map(Requirement, extra)}
+    lines = (ROOT / "functions" / "probe_source" / "requirements.txt").read_text().splitlines()
+    function = {
+        canonicalize_name(r.name): str(r)
+        for r in (Requirement(line.split("#")[0]) for line in lines if line.split("#")[0].strip())
+    }
+    assert function == declared
+    assert "sqlalchemy" not in (ROOT / "src" / "requirements.txt").read_text().lower()
