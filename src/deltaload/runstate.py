@@ -405,6 +405,8 @@ class Recorded(Document):
     files: int
     already_recorded: bool
     warning: str | None = Field(default=None, exclude_if=_absent)
+    # A windowed run that stopped at a failed window (the state machine then ends failed).
+    failed_window: FailedWindow | None = Field(default=None, exclude_if=_absent)
 
 
 class Failure(Document):

@@ -681,6 +681,7 @@ def record_success(
         already_recorded=not committed,
         # the state machine notifies whenever this is present
         warning=" | ".join(notes) if notes else None,
+        failed_window=outcome.failed_window if outcome else None,
     )
 
 
