@@ -81,3 +81,75 @@ def test_a_failed_window_stops_publishing_and_the_next_run_resumes_there(
             f"{execution.name}-w0002",
         ]
         assert_clean(rt)
+
+
+def test_an_aborted_windowed_run_leaves_no_window_task_endpoint_or_staging(
+    sqlite_table: OrdersTable, tmp_path: Path, ticks: Ticks, monkeypatch
+) -> None:
+    """StopExecution runs no Catch: CleanupAbortedFunction finds every window's task and
+    endpoint by name (the run noted its window count before creating anything)."""
+    import json
+    import time
+
+    from deltaload import workflow
+
+    monkeypatch.setattr(workflow, "_sleep", lambda seconds: time.sleep(min(seconds, 0.5)))
+    sqlite_table.insert(range(1, 401), datetime.now(UTC) - timedelta(days=1))
+    item = sqlite_table.item(TARGET, endvalue="400", windowsize=100, windowconcurrency=2)
+    slow_polls = {"POLL_INITIAL_SECONDS": "4", "POLL_MAX_SECONDS": "4"}
+    with open_runtime(tmp_path / "state", sqlite_table.url, slow_polls) as rt:
+        rt.put_item(item)
+        run_id = f"{TARGET}-cancelled"
+        stalled = names.window_names(TARGET, run_id, 2).task
+        rt.dms.faults.stall(stalled)
+        sfn, dms = rt.session.client("stepfunctions"), rt.session.client("dms")
+        payload = json.dumps({"table": TARGET, "runId": run_id})
+        arn = sfn.start_execution(stateMachineArn=rt.state_machine_arn, name=run_id, input=payload)[
+            "executionArn"
+        ]
+        deadline = time.monotonic() + 90
+        while True:
+            tasks = {
+                t["ReplicationTaskIdentifier"]: t["Status"]
+                for t in dms.describe_replication_tasks()["ReplicationTasks"]
+            }
+            others = [s for name, s in tasks.items() if name != stalled]
+            if tasks.get(stalled) == "running" and len(others) == 3 and set(others) == {"stopped"}:
+                break
+            assert time.monotonic() < deadline, f"the windows never got there: {tasks}"
+            time.sleep(0.2)
+        time.sleep(1)  # the iterations sit in their Wait states
+        sfn.stop_execution(executionArn=arn, error="Cancelled", cause="operator stopped it")
+        [stopped] = rt.wait_for([arn])
+        # AWS ends it ABORTED. moto's interpreter (5.2) fails while stopping a running Map
+        # (its MapIterationAborted event) and ends it FAILED with States.Runtime; either
+        # way no Catch ran, so the lock and every window's task are still there.
+        assert stopped.status == "ABORTED" or (stopped.status, stopped.error) == (
+            "FAILED",
+            "States.Runtime",
+        ), stopped
+        assert rt.item(TARGET)["lockOwner"] == run_id
+        assert len(dms.describe_replication_tasks()["ReplicationTasks"]) == 4
+
+        event = {
+            "source": "aws.states",
+            "detail-type": "Step Functions Execution Status Change",
+            "detail": {
+                "executionArn": arn,
+                "stateMachineArn": rt.state_machine_arn,
+                "name": run_id,
+                "status": "ABORTED",
+                "input": payload,
+            },
+        }
+        rt.invoke("CleanupAbortedFunction", event)
+        state = rt.item(TARGET)
+        assert "lockOwner" not in state and "watermark" not in state
+        assert state["lastRunStatus"] == "FAILED"
+        assert assert_lake_consistent(rt, TARGET) == {}
+        assert_clean(rt)
+
+        rerun = rt.tick(now=ticks())
+        assert [e.status for e in rerun.executions] == ["SUCCEEDED"]
+        assert sorted(_published_ids(rt)) == list(range(1, 401))
+        assert_clean(rt)

@@ -115,6 +115,23 @@ SCENARIOS = {
         retried=("TeardownFunction", "DeleteReplicationConfig"),
     ),
     "instance-second-run": Scenario(second_run=True),
+    # Bounded windows: a target endpoint and a task per window, loaded by the Map.
+    "instance-windows": Scenario(
+        item={"endvalue": str(ROWS), "windowsize": "10", "windowconcurrency": "2"},
+        must_call=(
+            ("CreateResourcesFunction", "CreateEndpoint"),
+            ("StartLoadFunction", "CreateReplicationTask"),
+            ("VerifyPublishFunction", "CopyObject"),
+            ("TeardownFunction", "DeleteReplicationTask"),
+            ("TeardownFunction", "DeleteEndpoint"),
+        ),
+    ),
+    "existing-windows": Scenario(
+        parameters={"ReplicationMode": "existing"},
+        existing_instance=True,
+        item={"endvalue": str(ROWS), "windowsize": "10", "windowconcurrency": "2"},
+        must_call=(("StartLoadFunction", "CreateReplicationTask"),),
+    ),
     # An item may ask for DMS Serverless on a stack whose default mode is instance.
     "serverless-item-on-instance-stack": Scenario(
         item={"replicationmode": "serverless"},
