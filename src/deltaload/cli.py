@@ -415,10 +415,11 @@ def plan(
     table: Annotated[str, typer.Argument(help="targetTableName of the item.")],
     as_json: AS_JSON = False,
 ):
-    """Show what the next run of TABLE would load: window, DMS table mapping, task settings."""
+    """Show what the next run of TABLE would load: window (each window of an item with a
+    windowsize), DMS table mapping, task settings."""
     from deltaload.items import parse_item
     from deltaload.mapping import table_mapping, task_settings
-    from deltaload.window import plan_window
+    from deltaload.window import plan_windows, span_of
 
     state = state_source()
     raw = state.item(table)
@@ -433,20 +434,30 @@ def plan(
         item = parse_item(raw)
     except InvalidItemError as error:
         raise fail(str(error)) from None
-    window = plan_window(item, datetime.now(UTC), default_safety_lag=lag)
+    windows = plan_windows(item, datetime.now(UTC), default_safety_lag=lag)
+    window = span_of(windows, item.filter_column)
     mapping, settings = table_mapping(item, window), task_settings(item)
     if as_json:
-        print_json(
-            {
-                "table": table,
-                "window": window.describe(),
-                "watermark": item.watermark,
-                "tableMapping": mapping,
-                "taskSettings": settings,
-            }
-        )
+        document: dict[str, Any] = {
+            "table": table,
+            "window": window.describe(),
+            "watermark": item.watermark,
+            "tableMapping": mapping,
+            "taskSettings": settings,
+        }
+        if len(windows) > 1:
+            document["windows"] = [
+                {"index": i, "window": w.describe(), "lower": w.lower, "upper": w.upper}
+                for i, w in enumerate(windows, start=1)
+            ]
+            document["concurrency"] = item.concurrency
+        print_json(document)
         return
     console.print(f"[bold]{escape(table)}[/bold]: {escape(window.describe())}")
+    if len(windows) > 1:
+        console.print(f"{len(windows)} windows, {item.concurrency} at once:")
+        for index, each in enumerate(windows, start=1):
+            console.print(f"  {index:>3}. {escape(each.describe())}")
     console.print(f"watermark now: {escape(item.watermark or '(none: starts at startvalue)')}")
     console.print("table mapping:")
     print_json(mapping)
