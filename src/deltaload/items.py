@@ -145,8 +145,12 @@ REQUIRED = ("activeflag", "sourceSchema", "sourceTable", "targetTableName", "fil
 # the run document and Step Functions carries at most 256 KiB of it (Quotas: "Maximum
 # input or output size for a task, state, or execution", Step Functions developer guide,
 # https://docs.aws.amazon.com/step-functions/latest/dg/service-quotas.html), so a run loads
-# at most WINDOWS_MAX of them; how many load at once is bounded by the tasks one replication
-# instance runs well together (WINDOW_CONCURRENCY_MAX).
+# at most WINDOWS_MAX of them. Each window is a task and a target endpoint of its own on
+# the run's instance: 50 keeps a run well inside DMS's 100 endpoints and 200 tasks per
+# replication instance (Quotas for AWS DMS,
+# https://docs.aws.amazon.com/dms/latest/userguide/CHAP_Limits.html), also with a few
+# windowed tables at once on a shared (existing) instance. How many load at once is bounded
+# (WINDOW_CONCURRENCY_MAX) so the windows' status polls stay inside DMS's API token bucket.
 WINDOWS_MAX = 50
 WINDOWS_DEFAULT = 10
 WINDOW_CONCURRENCY_MAX = 10
