@@ -153,3 +153,26 @@ def test_an_aborted_windowed_run_leaves_no_window_task_endpoint_or_staging(
         assert [e.status for e in rerun.executions] == ["SUCCEEDED"]
         assert sorted(_published_ids(rt)) == list(range(1, 401))
         assert_clean(rt)
+
+
+def test_when_the_first_window_fails_nothing_is_published_and_the_watermark_stays(
+    sqlite_table: OrdersTable, tmp_path: Path, ticks: Ticks
+) -> None:
+    sqlite_table.insert(range(1, 301), datetime.now(UTC) - timedelta(days=1))
+    item = sqlite_table.item(TARGET, endvalue="300", windowsize=100, windowconcurrency=3)
+    with open_runtime(tmp_path / "state", sqlite_table.url) as rt:
+        first = run_with_a_failed_window(rt, ticks, item, failing=1)
+        assert first.status == "FAILED", first
+        state = rt.item(TARGET)
+        assert "watermark" not in state
+        assert state["lastRunStatus"] == "FAILED"
+        assert "window 1 of 3 failed" in state["lastRunError"], state["lastRunError"]
+        assert assert_lake_consistent(rt, TARGET) == {}
+        assert_clean(rt)
+
+        [second] = rt.tick(now=ticks()).executions
+        assert second.status == "SUCCEEDED", second
+        ids = _published_ids(rt)
+        assert sorted(ids) == list(range(1, 301)) and set(ids.values()) == {1}
+        assert rt.item(TARGET)["watermark"] == "300"
+        assert_clean(rt)
