@@ -114,6 +114,7 @@ EXTENSION_ATTRIBUTES = (
     "windowsize",
     "maxwindows",
     "windowconcurrency",
+    "windowinstances",
 )
 RUN_STATE_ATTRIBUTES = (
     "watermark",
@@ -155,6 +156,9 @@ WINDOWS_MAX = 50
 WINDOWS_DEFAULT = 10
 WINDOW_CONCURRENCY_MAX = 10
 WINDOW_SIZE_MAX_SECONDS = 366 * 24 * 3600
+# Replication instances one run may spread its windows over: DMS allows 60 per account
+# and Region (CHAP_Limits), shared by every table's runs.
+WINDOW_INSTANCES_MAX = 5
 _DURATION_SHORT = re.compile(r"([0-9]+)([smhd])", re.ASCII)
 _DURATION_ISO = re.compile(
     r"P(?:([0-9]+)D)?(?:T(?:([0-9]+)H)?(?:([0-9]+)M)?(?:([0-9]+)S)?)?", re.ASCII
@@ -206,6 +210,7 @@ class ControllerItem(BaseModel):
     window_span: int | None = None
     max_windows: int | None = None
     window_concurrency: int | None = None
+    window_instances: int | None = None
     description: str | None = None
     watermark: str | None = None
     run_state: dict[str, Any] = Field(default_factory=dict)
@@ -221,6 +226,11 @@ class ControllerItem(BaseModel):
         if self.window_span is None:
             return 1
         return self.max_windows if self.max_windows is not None else WINDOWS_DEFAULT
+
+    @property
+    def instances(self) -> int:
+        """How many replication instances the run's windows are spread over."""
+        return self.window_instances or 1
 
     @property
     def concurrency(self) -> int:
@@ -247,6 +257,7 @@ class ControllerItem(BaseModel):
             "windowsize": self.window_size,
             "maxwindows": self.max_windows,
             "windowconcurrency": self.window_concurrency,
+            "windowinstances": self.window_instances,
             "replicationmode": self.replication_mode.value if self.replication_mode else None,
             "schemachanges": (
                 self.schema_changes.value
@@ -805,9 +816,13 @@ def _windows(
     concurrency = _count(
         "windowconcurrency", raw.get("windowconcurrency"), 1, WINDOW_CONCURRENCY_MAX, problems
     )
+    instances = _count(
+        "windowinstances", raw.get("windowinstances"), 1, WINDOW_INSTANCES_MAX, problems
+    )
     values["max_windows"], values["window_concurrency"] = maximum, concurrency
+    values["window_instances"] = instances
     if _is_blank(size):
-        for name in ("maxwindows", "windowconcurrency"):
+        for name in ("maxwindows", "windowconcurrency", "windowinstances"):
             if not _is_blank(raw.get(name)):
                 problems.append(
                     Problem(name, _describe(raw.get(name)), "it needs a windowsize on the item")
@@ -828,6 +843,15 @@ def _windows(
     if isinstance(span, str):
         problems.append(Problem("windowsize", _describe(size), span))
         return
+    if instances is not None and instances > (concurrency or 1):
+        problems.append(
+            Problem(
+                "windowinstances",
+                _describe(raw.get("windowinstances")),
+                f"expected at most windowconcurrency ({concurrency or 1}): an instance no "
+                "window loads on at once would only add cost",
+            )
+        )
     values["window_size"] = str(_text(size))
     values["window_span"] = span
     if maximum is not None and concurrency is not None and concurrency > maximum:

@@ -123,17 +123,27 @@ def window_label(run_id: str, index: int) -> str:
     return f"{run_id}-w{index:04d}"
 
 
-def window_names(table: str, run_id: str, index: int) -> DmsNames:
+def window_names(table: str, run_id: str, index: int, instances: int = 1) -> DmsNames:
     """The DMS identifiers of window ``index`` of a run: a task and a target endpoint of its
-    own, on the run's instance (or config); recomputable from (table, runId, index)."""
+    own, on the run's instance (or config), or spread round robin over ``instances``
+    instances (the run's is the first); recomputable from (table, runId, index, instances)."""
     run = dms_names(table, run_id)
     label = window_label(run_id, index)
+    slot = (index - 1) % instances + 1
     return run.model_copy(
         update={
             "task": dms_identifier("task", table, label),
             "target_endpoint": dms_identifier("tgt", table, label),
+            "instance": instance_name(table, run_id, slot),
         }
     )
+
+
+def instance_name(table: str, run_id: str, slot: int) -> str:
+    """The replication instance ``slot`` (1-based) of a run; slot 1 is the run's own."""
+    if slot == 1:
+        return dms_identifier("ri", table, run_id)
+    return dms_identifier("ri", table, f"{run_id}-i{slot}")
 
 
 def window_keys(keys: RunKeys, run_id: str, index: int) -> RunKeys:

@@ -715,6 +715,10 @@ class _Replication(ABC):
             _tear_down_endpoint(clients, step, window)
         _tear_down_endpoint(clients, step, names)
         self._tear_down_compute(clients, step, names)
+        # Windows spread over several instances: the run's other instances.
+        others = sorted({w.instance for w in windows} - {names.instance})
+        for instance in others:
+            self._tear_down_compute(clients, step, names.model_copy(update={"instance": instance}))
         return step.result()
 
 

@@ -234,6 +234,8 @@ class RunPlan(Document):
     # and how many load at once.
     windows: list[PlannedWindow] = Field(default_factory=list)
     concurrency: int = 1
+    # The replication instances the windows are spread over (mode instance only).
+    instances: int = 1
 
     @computed_field
     def windowed(self) -> bool:
@@ -281,6 +283,8 @@ class _Resources(Document):
     created_at: Moment
     # A windowed run: the target endpoint of each window, in window order.
     window_endpoint_arns: list[str] | None = Field(default=None, exclude_if=_absent)
+    # Windows spread over several instances: every instance's ARN, the run's first.
+    instance_arns: list[str] | None = Field(default=None, exclude_if=_absent)
 
 
 class InstanceResources(_Resources):

@@ -110,6 +110,7 @@ class RunningNote(Document):
     dms_names: DmsNames
     # A windowed run: how many windows (each a task and endpoint named by names.window_names).
     window_count: int | None = Field(default=None, exclude_if=lambda value: value is None)
+    instance_count: int | None = Field(default=None, exclude_if=lambda value: value is None)
 
 
 class PostCommitNote(Document):

@@ -172,6 +172,13 @@ def plan_run(state: RunState, clients: Clients, settings: Settings, now: Now = u
             "serverless replication config loads one table mapping (set replicationmode on "
             "the item, or remove windowsize)"
         )
+    instances = min(item.instances, len(windows))
+    if instances > 1 and mode != "instance":
+        raise PlanningError(
+            f"table {table!r}: windowinstances needs replication mode instance (the run "
+            f"creates its instances), not {mode}; set replicationmode on the item, or remove "
+            "windowinstances"
+        )
     run_names = names.dms_names(table, run_id)
     keys = names.run_keys(
         settings.staging_prefix, item.output_s3_prefix, item.source_schema, table, run_id
@@ -186,7 +193,7 @@ def plan_run(state: RunState, clients: Clients, settings: Settings, now: Now = u
             PlannedWindow(
                 index=index,
                 window=window,
-                names=names.window_names(table, run_id, index),
+                names=names.window_names(table, run_id, index, instances),
                 keys=names.window_keys(keys, run_id, index),
                 table_mapping=table_mapping(item, window),
             )
@@ -210,6 +217,7 @@ def plan_run(state: RunState, clients: Clients, settings: Settings, now: Now = u
         planned_at=moment,
         windows=planned,
         concurrency=item.concurrency,
+        instances=instances,
     )
     logger.info(
         "run planned",
@@ -231,6 +239,7 @@ def create_resources(
         replication_mode=plan.replication_mode,
         dms_names=plan.names,
         window_count=len(plan.windows) if plan.windowed else None,
+        instance_count=plan.instances if plan.instances > 1 else None,
     )
     store.note_history(clients, settings, state.table, state.run_id, note)
     tags = _tags(settings, state.table, state.run_id)
@@ -244,14 +253,35 @@ def create_resources(
         )
         for w in plan.windows
     ]
-    return resources.model_copy(update={"window_endpoint_arns": arns})
+    update: dict[str, Any] = {"window_endpoint_arns": arns}
+    if plan.instances > 1:  # the run's instance, then one more per slot
+        extra = [
+            replication.ensure_instance(
+                clients, settings, names.instance_name(state.table, state.run_id, slot), tags
+            )
+            for slot in range(2, plan.instances + 1)
+        ]
+        update["instance_arns"] = [resources.instance_arn, *extra]
+    return resources.model_copy(update=update)
 
 
 def check_resources(
     state: RunState, clients: Clients, settings: Settings, now: Now = utcnow
 ) -> Poll:
-    """One look at the run's compute: done once the instance is available."""
-    ready, failed, status = _mode(state, settings).readiness(clients, state.part("resources"))
+    """One look at the run's compute: done once the instance is available (every instance,
+    when the windows are spread over several)."""
+    resources = state.part("resources")
+    looks = [_mode(state, settings).readiness(clients, resources)]
+    for arn in (resources.instance_arns or [])[1:]:
+        found = replication.find_instance_by_arn(clients, arn)
+        looks.append(replication.instance_readiness(found, f"replication instance {arn}"))
+    failed = any(look[1] for look in looks)
+    ready = not failed and all(look[0] for look in looks)
+    # The status that holds the run up: a failed instance's, else one still on its way.
+    status = next(
+        (look[2] for look in looks if look[1]),
+        next((look[2] for look in looks if not look[0]), looks[0][2]),
+    )
     return _poll(
         state.poll,
         settings,
@@ -301,7 +331,12 @@ def _window_view(state: RunState) -> tuple[RunPlan, Resources]:
             f"{window.index}"
         )
     plan = plan.model_copy(update={"names": window.names, "table_mapping": window.table_mapping})
-    resources = resources.model_copy(update={"target_endpoint_arn": arns[window.index - 1]})
+    update: dict[str, Any] = {"target_endpoint_arn": arns[window.index - 1]}
+    if resources.instance_arns:  # spread round robin, as names.window_names names them
+        update["instance_arn"] = resources.instance_arns[
+            (window.index - 1) % len(resources.instance_arns)
+        ]
+    resources = resources.model_copy(update=update)
     return plan, resources
 
 
@@ -852,7 +887,8 @@ def cleanup_aborted(
     mode = str(history.get("replicationMode") or settings.replication_mode)
     # A windowed run noted how many windows it has before it created anything.
     count = int(history.get("windowCount") or 0)
-    window_names = [names.window_names(table, run_id, i) for i in range(1, count + 1)]
+    spread = int(history.get("instanceCount") or 1)
+    window_names = [names.window_names(table, run_id, i, spread) for i in range(1, count + 1)]
     keys = None
     plain = store.get_item(clients, settings, table)
     if plain is not None:

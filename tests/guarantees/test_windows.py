@@ -176,3 +176,35 @@ def test_when_the_first_window_fails_nothing_is_published_and_the_watermark_stay
         assert sorted(ids) == list(range(1, 301)) and set(ids.values()) == {1}
         assert rt.item(TARGET)["watermark"] == "300"
         assert_clean(rt)
+
+
+def test_windows_spread_over_two_instances_are_all_torn_down(
+    sqlite_table: OrdersTable, tmp_path: Path, ticks: Ticks
+) -> None:
+    import json
+
+    sqlite_table.insert(range(1, 401), datetime.now(UTC) - timedelta(days=1))
+    item = sqlite_table.item(
+        TARGET, endvalue="400", windowsize=100, windowconcurrency=2, windowinstances=2
+    )
+    with open_runtime(tmp_path / "state", sqlite_table.url) as rt:
+        placed: dict[str, str] = {}
+
+        def record(params, **_):
+            body = json.loads(params["body"])
+            placed[body["ReplicationTaskIdentifier"]] = body["ReplicationInstanceArn"]
+
+        rt.session.events.register(
+            "before-call.database-migration-service.CreateReplicationTask", record
+        )
+        rt.put_item(item)
+        moment = ticks()
+        run_id = names.execution_name(TARGET, names.tick(moment))
+        [execution] = rt.tick(now=moment).executions
+        assert execution.status == "SUCCEEDED", execution
+        tasks = [names.window_names(TARGET, run_id, i).task for i in range(1, 5)]
+        assert sorted(placed) == sorted(tasks)
+        arns = [placed[t] for t in tasks]
+        assert arns[0] == arns[2] != arns[1] == arns[3]  # round robin over two instances
+        assert sorted(_published_ids(rt)) == list(range(1, 401))
+        assert_clean(rt)  # both instances, every window's task and endpoint: gone

@@ -126,6 +126,19 @@ SCENARIOS = {
             ("TeardownFunction", "DeleteEndpoint"),
         ),
     ),
+    "instance-windows-on-two-instances": Scenario(
+        item={
+            "endvalue": str(ROWS),
+            "windowsize": "10",
+            "windowconcurrency": "2",
+            "windowinstances": "2",
+        },
+        must_call=(
+            ("CreateResourcesFunction", "CreateReplicationInstance"),
+            ("CheckResourcesFunction", "DescribeReplicationInstances"),
+            ("TeardownFunction", "DeleteReplicationInstance"),
+        ),
+    ),
     "existing-windows": Scenario(
         parameters={"ReplicationMode": "existing"},
         existing_instance=True,

@@ -110,6 +110,21 @@ def test_window_counts_are_bounded(published_item, name, value):
     assert "expected a whole number from 1 to" in problems[name]
 
 
+def test_window_instances_need_as_many_windows_at_once(published_item):
+    raw = {**published_item, "windowsize": "5", "windowconcurrency": 2}
+    assert parse_item({**raw, "windowinstances": "2"}).instances == 2
+    assert parse_item(raw).instances == 1
+    assert (
+        "at most windowconcurrency (2)"
+        in problems_of({**raw, "windowinstances": 3})["windowinstances"]
+    )
+    assert "from 1 to 5" in problems_of({**raw, "windowinstances": 6})["windowinstances"]
+    assert (
+        "needs a windowsize"
+        in problems_of({**published_item, "windowinstances": 2})["windowinstances"]
+    )
+
+
 def test_concurrency_cannot_exceed_max_windows(published_item):
     raw = {**published_item, "windowsize": "5", "maxwindows": 2, "windowconcurrency": 3}
     assert "at most maxwindows (2)" in problems_of(raw)["windowconcurrency"]
