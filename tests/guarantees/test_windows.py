@@ -13,6 +13,8 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 from deltaload import names
 from tests.guarantees.conftest import (
     OrdersTable,
@@ -83,8 +85,9 @@ def test_a_failed_window_stops_publishing_and_the_next_run_resumes_there(
         assert_clean(rt)
 
 
+@pytest.mark.parametrize("instances", [1, 2])
 def test_an_aborted_windowed_run_leaves_no_window_task_endpoint_or_staging(
-    sqlite_table: OrdersTable, tmp_path: Path, ticks: Ticks, monkeypatch
+    sqlite_table: OrdersTable, tmp_path: Path, ticks: Ticks, monkeypatch, instances: int
 ) -> None:
     """StopExecution runs no Catch: CleanupAbortedFunction finds every window's task and
     endpoint by name (the run noted its window count before creating anything)."""
@@ -95,7 +98,9 @@ def test_an_aborted_windowed_run_leaves_no_window_task_endpoint_or_staging(
 
     monkeypatch.setattr(workflow, "_sleep", lambda seconds: time.sleep(min(seconds, 0.5)))
     sqlite_table.insert(range(1, 401), datetime.now(UTC) - timedelta(days=1))
-    item = sqlite_table.item(TARGET, endvalue="400", windowsize=100, windowconcurrency=2)
+    item = sqlite_table.item(
+        TARGET, endvalue="400", windowsize=100, windowconcurrency=2, windowinstances=instances
+    )
     slow_polls = {"POLL_INITIAL_SECONDS": "4", "POLL_MAX_SECONDS": "4"}
     with open_runtime(tmp_path / "state", sqlite_table.url, slow_polls) as rt:
         rt.put_item(item)
@@ -130,6 +135,7 @@ def test_an_aborted_windowed_run_leaves_no_window_task_endpoint_or_staging(
         ), stopped
         assert rt.item(TARGET)["lockOwner"] == run_id
         assert len(dms.describe_replication_tasks()["ReplicationTasks"]) == 4
+        assert len(dms.describe_replication_instances()["ReplicationInstances"]) == instances
 
         event = {
             "source": "aws.states",
