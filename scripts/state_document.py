@@ -57,6 +57,9 @@ def architecture_section() -> str:
     for step in handlers.STEPS.values():
         if step.result_key:
             writers.setdefault(step.result_key, []).append(f"`{step.name}`")
+    # Written by the state machine itself: a Map's ItemSelector and its ResultPath.
+    writers.setdefault("window", ["the windows' Map (`ItemSelector`)"])
+    writers.setdefault("windows", ["the windows' Map (`ResultPath`)"])
     lines = [
         BEGIN,
         "",
@@ -69,10 +72,24 @@ def architecture_section() -> str:
             continue
         writer = ", ".join(writers.get(key, [])) or "a Catch (`ResultPath`)"
         cells = []
+        resolved = resolve(schema, node)
+        options = resolved.get("anyOf") or resolved.get("oneOf") or [resolved]
+        lists = [o for o in options if o.get("type") == "array"]
+        if lists:  # a list of one model
+            lines.append(f"| `{key}` | {writer} | {_type(schema, lists[0])} |")
+            continue
         for model in members(schema, node):
             cells.append(f"**{model.get('title')}**: {_fields(schema, model)}")
         lines.append(f"| `{key}` | {writer} | {'<br>'.join(cells)} |")
-    nested = ["IncrementalWindow", "OneShotWindow", "DmsNames", "RunKeys"]
+    nested = [
+        "IncrementalWindow",
+        "OneShotWindow",
+        "DmsNames",
+        "RunKeys",
+        "PlannedWindow",
+        "WindowOutcome",
+        "FailedWindow",
+    ]
     lines += ["", "Nested in `run`:", ""]
     for name in nested:
         lines.append(f"- **{name}**: {_fields(schema, schema['$defs'][name])}")

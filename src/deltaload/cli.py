@@ -414,10 +414,11 @@ def plan(
     table: Annotated[str, typer.Argument(help="targetTableName of the item.")],
     as_json: AS_JSON = False,
 ):
-    """Show what the next run of TABLE would load: window, DMS table mapping, task settings."""
+    """Show what the next run of TABLE would load: window (each window of an item with a
+    windowsize), DMS table mapping, task settings."""
     from deltaload.items import parse_item
     from deltaload.mapping import table_mapping, task_settings
-    from deltaload.window import plan_window
+    from deltaload.window import plan_windows, span_of
 
     state = state_source()
     raw = state.item(table)
@@ -435,36 +436,55 @@ def plan(
     now = datetime.now(UTC)
     probed, unprobed = _probe_for_plan(state, item, now, lag)
     if probed is None:
-        window = plan_window(item, now, default_safety_lag=lag)
+        windows = plan_windows(item, now, default_safety_lag=lag)
         counts: list[dict[str, Any]] = []
     else:
         from deltaload import probe
 
         # The windows the run would plan now; the mapping is the one DMS would get.
-        [window] = probe.planned_windows(item, now, probed.maximum, lag)
+        windows = probe.planned_windows(item, now, probed.maximum, lag)
         counts = [w.document() for w in probed.windows]
+    rows = {(c["lower"], c["upper"]): c["rows"] for c in counts}
+    window = span_of(windows, item.filter_column)
     mapping, settings = table_mapping(item, window), task_settings(item)
     if as_json:
-        print_json(
-            {
-                "table": table,
-                "window": window.describe(),
-                "watermark": item.watermark,
-                "probe": (
-                    {"maximum": probed.maximum, "windows": counts}
-                    if probed is not None
-                    else {"notProbed": unprobed}
-                ),
-                "tableMapping": mapping,
-                "taskSettings": settings,
-            }
-        )
+        document: dict[str, Any] = {
+            "table": table,
+            "window": window.describe(),
+            "watermark": item.watermark,
+            "probe": (
+                {"maximum": probed.maximum, "windows": counts}
+                if probed is not None
+                else {"notProbed": unprobed}
+            ),
+            "tableMapping": mapping,
+            "taskSettings": settings,
+        }
+        if len(windows) > 1:
+            document["windows"] = [
+                {
+                    "index": i,
+                    "window": w.describe(),
+                    "lower": w.lower,
+                    "upper": w.upper,
+                    "rows": rows.get((w.lower, w.upper)),
+                }
+                for i, w in enumerate(windows, start=1)
+            ]
+            document["concurrency"] = item.concurrency
+        print_json(document)
         return
     console.print(f"[bold]{escape(table)}[/bold]: {escape(window.describe())}")
+    if len(windows) > 1:
+        console.print(f"{len(windows)} windows, {item.concurrency} at once:")
+        for index, each in enumerate(windows, start=1):
+            count = rows.get((each.lower, each.upper))
+            probed_rows = f": {count} rows at the source (probed now)" if count is not None else ""
+            console.print(f"  {index:>3}. {escape(each.describe())}{probed_rows}")
     console.print(f"watermark now: {escape(item.watermark or '(none: starts at startvalue)')}")
     if probed is None:
         console.print(f"rows: not probed ({escape(unprobed)})")
-    for count in counts:
+    for count in counts if len(windows) == 1 else []:
         upper = count["upper"] if count["upper"] is not None else "max loaded value"
         console.print(
             f"window [{escape(str(count['lower']))}, {escape(str(upper))}]: "

@@ -113,6 +113,10 @@ EXTENSION_ATTRIBUTES = (
     "freshnesslimitseconds",
     "keycolumns",
     "parallelload",
+    "windowsize",
+    "maxwindows",
+    "windowconcurrency",
+    "windowinstances",
 )
 RUN_STATE_ATTRIBUTES = (
     "watermark",
@@ -139,6 +143,44 @@ KNOWN_ATTRIBUTES = (
     *RUN_STATE_ATTRIBUTES,
 )
 REQUIRED = ("activeflag", "sourceSchema", "sourceTable", "targetTableName", "filtercolumn")
+
+# Bounded windows (windowsize, maxwindows, windowconcurrency). A run holds its windows in
+# the run document and Step Functions carries at most 256 KiB of it (Quotas: "Maximum
+# input or output size for a task, state, or execution", Step Functions developer guide,
+# https://docs.aws.amazon.com/step-functions/latest/dg/service-quotas.html), so a run loads
+# at most WINDOWS_MAX of them. Each window is a task and a target endpoint of its own on
+# the run's instance: 50 keeps a run well inside DMS's 100 endpoints and 200 tasks per
+# replication instance (Quotas for AWS DMS,
+# https://docs.aws.amazon.com/dms/latest/userguide/CHAP_Limits.html), also with a few
+# windowed tables at once on a shared (existing) instance. How many load at once is bounded
+# (WINDOW_CONCURRENCY_MAX) so the windows' status polls stay inside DMS's API token bucket.
+WINDOWS_MAX = 50
+WINDOWS_DEFAULT = 10
+WINDOW_CONCURRENCY_MAX = 10
+WINDOW_SIZE_MAX_SECONDS = 366 * 24 * 3600
+# Replication instances one run may spread its windows over: DMS allows 60 per account
+# and Region (CHAP_Limits), shared by every table's runs.
+WINDOW_INSTANCES_MAX = 5
+_DURATION_SHORT = re.compile(r"([0-9]+)([smhd])", re.ASCII)
+_DURATION_ISO = re.compile(
+    r"P(?:([0-9]+)D)?(?:T(?:([0-9]+)H)?(?:([0-9]+)M)?(?:([0-9]+)S)?)?", re.ASCII
+)
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+WINDOW_SIZE_RULES = {
+    ColumnKind.INTEGER: (
+        "the filter column is an integer: expected a whole number above 0 (the span of "
+        "filter values one window covers)"
+    ),
+    ColumnKind.TIMESTAMP: (
+        "the filter column is a timestamp: expected a duration of at least one second "
+        "such as 30m, 6h, 1d or ISO 8601 PT6H, P1D, "
+        f"at most {WINDOW_SIZE_MAX_SECONDS // 86400} days"
+    ),
+    ColumnKind.DATE: (
+        "the filter column is a date: expected a duration of whole days such as 1d, 7d "
+        f"or ISO 8601 P1D, at most {WINDOW_SIZE_MAX_SECONDS // 86400} days"
+    ),
+}
 
 # One-shot items record this watermark once their slice is loaded.
 ONE_SHOT_LOADED = "loaded"
@@ -168,6 +210,13 @@ class ControllerItem(BaseModel):
     key_columns: tuple[str, ...] = ()
     # The parallel-load object of a DMS table-settings rule ({}: none); deltaload.parallelload.
     parallel_load: dict[str, Any] = Field(default_factory=dict)
+    # windowsize as written, and what it means: the integer span of a window, or for
+    # timestamp and date columns its length in seconds (window_span).
+    window_size: str | None = None
+    window_span: int | None = None
+    max_windows: int | None = None
+    window_concurrency: int | None = None
+    window_instances: int | None = None
     description: str | None = None
     watermark: str | None = None
     run_state: dict[str, Any] = Field(default_factory=dict)
@@ -176,6 +225,23 @@ class ControllerItem(BaseModel):
     def is_incremental(self) -> bool:
         """True for gte items, which load contiguous windows and move a watermark."""
         return self.filter_operator is FilterOperator.GTE
+
+    @property
+    def windows_per_run(self) -> int:
+        """The most windows one run loads (1 for an item without a windowsize)."""
+        if self.window_span is None:
+            return 1
+        return self.max_windows if self.max_windows is not None else WINDOWS_DEFAULT
+
+    @property
+    def instances(self) -> int:
+        """How many replication instances the run's windows are spread over."""
+        return self.window_instances or 1
+
+    @property
+    def concurrency(self) -> int:
+        """How many windows load at once."""
+        return min(self.window_concurrency or 1, self.windows_per_run)
 
     def to_plain(self) -> dict[str, Any]:
         """The item as plain JSON with the published attribute names."""
@@ -194,6 +260,10 @@ class ControllerItem(BaseModel):
             "endvalue": self.end_value,
             "safetylagseconds": self.safety_lag_seconds,
             "freshnesslimitseconds": self.freshness_limit_seconds,
+            "windowsize": self.window_size,
+            "maxwindows": self.max_windows,
+            "windowconcurrency": self.window_concurrency,
+            "windowinstances": self.window_instances,
             "replicationmode": self.replication_mode.value if self.replication_mode else None,
             "schemachanges": (
                 self.schema_changes.value
@@ -296,6 +366,7 @@ def _parse_item(raw: Mapping[str, Any]) -> ControllerItem:
         problems += option
     else:
         values["parallel_load"] = option
+    _windows(raw, operator, kind, values, problems)
     values["run_state"] = {
         name: _plain(raw[name])
         for name in RUN_STATE_ATTRIBUTES
@@ -728,6 +799,127 @@ def _key_columns(
         )
         return ()
     return names
+
+
+def _count(name: str, value: Any, low: int, high: int, problems: list[Problem]) -> int | None:
+    """A whole number from ``low`` to ``high``, or None (absent, or a problem noted)."""
+    if _is_blank(value):
+        return None
+    text = _text(value) if isinstance(value, str | int | Decimal) else None
+    rule = f"expected a whole number from {low} to {high}"
+    if isinstance(value, bool) or text is None or not SAFETY_LAG.fullmatch(text):
+        problems.append(Problem(name, _describe(value), rule))
+        return None
+    number = int(text)
+    if not low <= number <= high:
+        problems.append(Problem(name, _describe(value), rule))
+        return None
+    return number
+
+
+def duration_seconds(text: str) -> int | None:
+    """Seconds of ``30m``, ``6h``, ``1d``, ``90s`` or ISO 8601 ``PT6H``/``P1D``/``P1DT12H``
+    (days, hours, minutes, seconds; no years or months, whose length varies); None if
+    ``text`` is none of them."""
+    text = text.strip()
+    short = _DURATION_SHORT.fullmatch(text.lower())
+    if short:
+        return int(short.group(1)) * _UNIT_SECONDS[short.group(2)]
+    iso = _DURATION_ISO.fullmatch(text.upper())
+    if iso and any(iso.groups()) and not text.upper().endswith("T"):
+        days, hours, minutes, seconds = (int(part or 0) for part in iso.groups())
+        return ((days * 24 + hours) * 60 + minutes) * 60 + seconds
+    return None
+
+
+def window_span(kind: ColumnKind, value: Any) -> int | str:
+    """What a windowsize means for a column of ``kind``: an integer span, or seconds; the
+    rule it breaks (a text) when it is not a window size of that kind."""
+    if kind is ColumnKind.STRING:
+        return (
+            "string columns cannot be cut into windows: a string has no next value and no "
+            "span; remove windowsize (the item then loads one window per run)"
+        )
+    rule = WINDOW_SIZE_RULES[kind]
+    text = (
+        _text(value)
+        if isinstance(value, str | int | Decimal) and not isinstance(value, bool)
+        else None
+    )
+    if text is None:
+        return rule
+    if kind is ColumnKind.INTEGER:
+        if not SAFETY_LAG.fullmatch(text) or int(text) < 1:
+            return rule
+        return int(text)
+    seconds = duration_seconds(text)
+    if seconds is None or not 1 <= seconds <= WINDOW_SIZE_MAX_SECONDS:
+        return rule
+    if kind is ColumnKind.DATE and seconds % 86400:
+        return rule
+    return seconds
+
+
+def _windows(
+    raw: Mapping[str, Any],
+    operator: FilterOperator | None,
+    kind: ColumnKind | None,
+    values: dict[str, Any],
+    problems: list[Problem],
+) -> None:
+    """windowsize, maxwindows and windowconcurrency: checked against the operator and kind."""
+    size = raw.get("windowsize")
+    maximum = _count("maxwindows", raw.get("maxwindows"), 1, WINDOWS_MAX, problems)
+    concurrency = _count(
+        "windowconcurrency", raw.get("windowconcurrency"), 1, WINDOW_CONCURRENCY_MAX, problems
+    )
+    instances = _count(
+        "windowinstances", raw.get("windowinstances"), 1, WINDOW_INSTANCES_MAX, problems
+    )
+    values["max_windows"], values["window_concurrency"] = maximum, concurrency
+    values["window_instances"] = instances
+    if _is_blank(size):
+        for name in ("maxwindows", "windowconcurrency", "windowinstances"):
+            if not _is_blank(raw.get(name)):
+                problems.append(
+                    Problem(name, _describe(raw.get(name)), "it needs a windowsize on the item")
+                )
+        return
+    if operator is not None and operator is not FilterOperator.GTE:
+        problems.append(
+            Problem(
+                "windowsize",
+                _describe(size),
+                f"only gte items load windows; the {operator.value} operator loads its slice once",
+            )
+        )
+        return
+    if kind is None:
+        return
+    span = window_span(kind, size)
+    if isinstance(span, str):
+        problems.append(Problem("windowsize", _describe(size), span))
+        return
+    if instances is not None and instances > (concurrency or 1):
+        problems.append(
+            Problem(
+                "windowinstances",
+                _describe(raw.get("windowinstances")),
+                f"expected at most windowconcurrency ({concurrency or 1}): an instance no "
+                "window loads on at once would only add cost",
+            )
+        )
+    values["window_size"] = str(_text(size))
+    values["window_span"] = span
+    if maximum is not None and concurrency is not None and concurrency > maximum:
+        problems.append(
+            Problem(
+                "windowconcurrency",
+                _describe(raw.get("windowconcurrency")),
+                f"expected at most maxwindows ({maximum}): no more windows can load at once "
+                "than one run loads",
+            )
+        )
 
 
 def _description(value: Any, problems: list[Problem]) -> str | None:

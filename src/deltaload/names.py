@@ -116,3 +116,46 @@ def run_keys(
         run_prefix=f"{final}run={run_id}/",
         manifest_key=f"{final}_manifests/{run_id}.json",
     )
+
+
+def window_label(run_id: str, index: int) -> str:
+    """``<runId>-w<NNNN>``: the id of window ``index`` of a run (its folder and manifest)."""
+    return f"{run_id}-w{index:04d}"
+
+
+def window_names(table: str, run_id: str, index: int, instances: int = 1) -> DmsNames:
+    """The DMS identifiers of window ``index`` of a run: a task and a target endpoint of its
+    own, on the run's instance (or config), or spread round robin over ``instances``
+    instances (the run's is the first); recomputable from (table, runId, index, instances)."""
+    run = dms_names(table, run_id)
+    label = window_label(run_id, index)
+    slot = (index - 1) % instances + 1
+    return run.model_copy(
+        update={
+            "task": dms_identifier("task", table, label),
+            "target_endpoint": dms_identifier("tgt", table, label),
+            "instance": instance_name(table, run_id, slot),
+        }
+    )
+
+
+def instance_name(table: str, run_id: str, slot: int) -> str:
+    """The replication instance ``slot`` (1-based) of a run; slot 1 is the run's own."""
+    if slot == 1:
+        return dms_identifier("ri", table, run_id)
+    return dms_identifier("ri", table, f"{run_id}-i{slot}")
+
+
+def window_keys(keys: RunKeys, run_id: str, index: int) -> RunKeys:
+    """The S3 locations of window ``index``: a staging folder inside the run's (so removing
+    the run's staging removes every window's), and a published folder and manifest of
+    its own, ``run=<runId>-w<NNNN>/`` and ``_manifests/<runId>-w<NNNN>.json``."""
+    label = window_label(run_id, index)
+    stage = folder(keys.staging_folder, f"w{index:04d}")
+    return RunKeys(
+        staging_folder=stage,
+        staging_prefix=as_prefix(stage),
+        final_prefix=keys.final_prefix,
+        run_prefix=f"{keys.final_prefix}run={label}/",
+        manifest_key=f"{keys.final_prefix}_manifests/{label}.json",
+    )

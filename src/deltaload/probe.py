@@ -49,7 +49,7 @@ from deltaload.values import (
     parse_integer,
     parse_timestamp,
 )
-from deltaload.window import plan_window
+from deltaload.window import plan_window, plan_windows
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
@@ -104,8 +104,8 @@ class ProbeOutcome:
 def planned_windows(
     item: ControllerItem, now: datetime, maximum: str | None, default_safety_lag: int
 ) -> list[WindowPlan]:
-    """The windows a run planned at ``now`` loads, given the probed maximum (today one)."""
-    return [plan_window(item, now, source_max=maximum, default_safety_lag=default_safety_lag)]
+    """The windows a run planned at ``now`` loads, given the probed maximum."""
+    return list(plan_windows(item, now, source_max=maximum, default_safety_lag=default_safety_lag))
 
 
 def nothing_new(plans: Sequence[WindowPlan], probed: Sequence[ProbedWindow]) -> bool:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -688,14 +688,25 @@ class _Replication(ABC):
     def _tear_down_compute(self, clients: Clients, step: _Pass, names: DmsNames) -> None:
         """Advance the deletion of the compute the run created, if any."""
 
-    def teardown(self, clients: Clients, names: DmsNames) -> dict[str, Any]:
-        """One teardown pass (see ``teardown_pass``)."""
+    def teardown(
+        self, clients: Clients, names: DmsNames, windows: Sequence[DmsNames] = ()
+    ) -> dict[str, Any]:
+        """One teardown pass (see ``teardown_pass``); ``windows``: the task and target
+        endpoint of each window of a windowed run, on the run's compute."""
         step = _Pass()
         self.tear_down_load(clients, step, names)
+        for window in windows:
+            _tear_down_task(clients, step, window)
         if step.remaining:  # endpoints and instances cannot go while a task still uses them
             return step.result()
+        for window in windows:
+            _tear_down_endpoint(clients, step, window)
         _tear_down_endpoint(clients, step, names)
         self._tear_down_compute(clients, step, names)
+        # Windows spread over several instances: the run's other instances.
+        others = sorted({w.instance for w in windows} - {names.instance})
+        for instance in others:
+            self._tear_down_compute(clients, step, names.model_copy(update={"instance": instance}))
         return step.result()
 
 
@@ -853,7 +864,9 @@ def strategy(mode: str) -> Strategy:
         ) from None
 
 
-def teardown_pass(clients: Clients, names: DmsNames, mode: str) -> dict[str, Any]:
+def teardown_pass(
+    clients: Clients, names: DmsNames, mode: str, windows: Sequence[DmsNames] = ()
+) -> dict[str, Any]:
     """Advance the deletion of everything the run may have created, in dependency order.
 
     Tasks (and a serverless config) go first; endpoints and the instance only once no
@@ -863,4 +876,4 @@ def teardown_pass(clients: Clients, names: DmsNames, mode: str) -> dict[str, Any
     "remaining", "deleted", "notes"}: ``deleted`` lists only deletes DMS accepted, and
     ``notes`` says why each remaining resource is still there.
     """
-    return strategy(mode).teardown(clients, names)
+    return strategy(mode).teardown(clients, names, windows)

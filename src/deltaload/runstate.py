@@ -4,7 +4,10 @@ The execution's input is ``{"table", "runId"}``; every Lambda Task passes the wh
 document to its handler and gets it back with the step's result under one key (the
 ``KEY`` of the result's model): ``lock``, ``probe``, ``run``, ``resources``, ``poll``, ``load``,
 ``publish``, ``recorded``, ``failure``; a Catch puts ``{"Error", "Cause"}`` under
-``error``. ``RunState`` composes them; ``state_schema()`` is its JSON Schema, the shared
+``error``. A run of several windows (``run.windowed``) loads them in a Map: each
+iteration's document is the run's with its ``window`` (a ``PlannedWindow``), and the
+Map puts every iteration's ``WindowOutcome`` under ``windows``.
+``RunState`` composes them; ``state_schema()`` is its JSON Schema, the shared
 artefact the ASL is checked against (statemachine/state.schema.json).
 
 Keys are camelCase on the wire, except the window plan's (snake_case since its first
@@ -180,6 +183,17 @@ class RunKeys(Document):
     manifest_key: str  # <final_prefix>_manifests/<runId>.json
 
 
+class PlannedWindow(Document):
+    """One window of a run of several: its slice, its own DMS task and target endpoint
+    (on the run's compute), its staging folder, its published prefix and manifest."""
+
+    index: int  # 1-based, in window order
+    window: WindowPlan
+    names: DmsNames  # task and target endpoint of the window; instance and config the run's
+    keys: RunKeys
+    table_mapping: dict[str, Any]
+
+
 # --- what each step adds -----------------------------------------------------------------
 
 
@@ -246,6 +260,17 @@ class RunPlan(Document):
     schema_changes: str = "compatible"
     schema_manifest_key: str | None = None
     planned_at: Moment
+    # The run's windows in order (one, the run itself, unless the item has a windowsize)
+    # and how many load at once.
+    windows: list[PlannedWindow] = Field(default_factory=list)
+    concurrency: int = 1
+    # The replication instances the windows are spread over (mode instance only).
+    instances: int = 1
+
+    @computed_field
+    def windowed(self) -> bool:
+        """True when the run loads several windows (the state machine's Map)."""
+        return len(self.windows) > 1
 
     @computed_field
     def window_text(self) -> str:
@@ -286,6 +311,10 @@ class _Resources(Document):
     source_endpoint_arn: str
     target_endpoint_arn: str
     created_at: Moment
+    # A windowed run: the target endpoint of each window, in window order.
+    window_endpoint_arns: list[str] | None = Field(default=None, exclude_if=_absent)
+    # Windows spread over several instances: every instance's ARN, the run's first.
+    instance_arns: list[str] | None = Field(default=None, exclude_if=_absent)
 
 
 class InstanceResources(_Resources):
@@ -364,6 +393,15 @@ class ServerlessLoad(_Load):
 Load = TaskLoad | ServerlessLoad
 
 
+class FailedWindow(Document):
+    """The first window of a run that was not published, and why; it and every later
+    window are loaded by the next run."""
+
+    index: int
+    error: str
+    message: str
+
+
 class Published(Document):
     """VerifyPublish: what was reconciled and published."""
 
@@ -382,6 +420,11 @@ class Published(Document):
     schema_manifest_key: str | None = None
     schema_changes: list[dict[str, Any]] = Field(default_factory=list)
     schema_change: str | None = None
+    # A window verified in its staging folder, not yet published (a Map iteration's result).
+    staged: bool | None = Field(default=None, exclude_if=_absent)
+    # A windowed run: the windows published, in order, and the first that was not.
+    windows_published: list[int] | None = Field(default=None, exclude_if=_absent)
+    failed_window: FailedWindow | None = Field(default=None, exclude_if=_absent)
 
 
 class Recorded(Document):
@@ -396,6 +439,8 @@ class Recorded(Document):
     files: int
     already_recorded: bool
     warning: str | None = Field(default=None, exclude_if=_absent)
+    # A windowed run that stopped at a failed window (the state machine then ends failed).
+    failed_window: FailedWindow | None = Field(default=None, exclude_if=_absent)
 
 
 class Failure(Document):
@@ -424,6 +469,16 @@ def _later(default: Any = None) -> Any:
     return Field(default=default, exclude_if=_absent)
 
 
+class WindowOutcome(Document):
+    """What one iteration of the windows' Map ends with: the window verified in staging
+    (``publish``) or the error that ended it."""
+
+    index: int
+    ok: bool
+    publish: Published | None = _later()
+    error: CaughtError | None = _later()
+
+
 class RunState(Document):
     """The whole document, as far as the run has got."""
 
@@ -440,6 +495,8 @@ class RunState(Document):
     publish: Published | None = _later()
     recorded: Recorded | None = _later()
     failure: Failure | None = _later()
+    window: PlannedWindow | None = _later()  # a Map iteration's window
+    windows: list[WindowOutcome] | None = _later()  # what the Map's iterations ended with
     error: CaughtError | None = _later()
     record_failure_error: CaughtError | None = _later()
     teardown_error: CaughtError | None = _later()

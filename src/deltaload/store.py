@@ -108,6 +108,9 @@ class RunningNote(Document):
     status: str = RUNNING
     replication_mode: str
     dms_names: DmsNames
+    # A windowed run: how many windows (each a task and endpoint named by names.window_names).
+    window_count: int | None = Field(default=None, exclude_if=lambda value: value is None)
+    instance_count: int | None = Field(default=None, exclude_if=lambda value: value is None)
 
 
 class PostCommitNote(Document):

@@ -35,6 +35,14 @@ Boundary rules (the exactly-once argument; tests/unit/test_window_properties.py 
 * A window the source probe found without rows (probe.py) loads nothing and records
   the watermark an empty load of it would have recorded (``without_rows``): the
   upper bound of a bounded window, the previous watermark of an open one.
+* An item with a ``windowsize`` cuts a bounded slice ``[lower, upper]`` into at most
+  ``maxwindows`` windows of that size (``plan_windows``), each written with the rules
+  above: window k+1 starts at the successor of window k's upper bound, so the windows
+  are contiguous, never overlap and leave no gap. Timestamp windows end just before a
+  whole second (their exclusive bound), dates before a whole day. A slice with no known
+  upper bound (an integer item without ``endvalue`` and no source maximum) stays one
+  open window. The watermark after the windows 1..k published is window k's upper
+  bound; the next run starts at its successor.
 * Every other operator is a one-shot filter: its slice is loaded once, the
   watermark becomes ``"loaded"`` and later runs skip the item until the
   watermark attribute is removed.
@@ -53,6 +61,9 @@ from deltaload.values import (
     ColumnKind,
     canonical,
     format_timestamp,
+    parse_date,
+    parse_integer,
+    parse_timestamp,
     predecessor,
     sort_key,
     successor,
@@ -76,6 +87,106 @@ def plan_window(
         lag = item.safety_lag_seconds if item.safety_lag_seconds is not None else default_safety_lag
         return _incremental(item, now.astimezone(UTC), source_max, lag)
     return _one_shot(item)
+
+
+def plan_windows(
+    item: ControllerItem,
+    now: datetime,
+    source_max: str | None = None,
+    default_safety_lag: int = DEFAULT_SAFETY_LAG_SECONDS,
+) -> list[IncrementalWindow | OneShotWindow]:
+    """The windows the next run of ``item`` loads, in order (one unless it has a windowsize).
+
+    ``source_max`` is the filter column's maximum at the source when the caller knows it
+    (integer items are then split up to it); without it, integer items split only up to
+    their ``endvalue`` and time-based items up to the clock less the safety lag.
+    """
+    whole = plan_window(item, now, source_max, default_safety_lag)
+    if (
+        item.window_span is None
+        or not isinstance(whole, IncrementalWindow)
+        or whole.loads_nothing
+        or whole.lower is None
+        or whole.upper is None
+        or whole.kind is ColumnKind.STRING
+    ):
+        return [whole]
+    bounds = _split(whole.kind, whole.lower, whole.upper, item.window_span, item.windows_per_run)
+    windows, previous = [], whole.previous_watermark
+    for lower, upper in bounds:
+        windows.append(
+            IncrementalWindow(
+                table=whole.table,
+                kind=whole.kind,
+                lower=lower,
+                upper=upper,
+                filters=_window_filters(item.filter_column, whole.kind, lower, False, upper),
+                next_watermark=upper,
+                previous_watermark=previous,
+            )
+        )
+        previous = upper
+    return windows
+
+
+def span_of(windows: list[IncrementalWindow | OneShotWindow], column: str) -> WindowPlan:
+    """The one window covering ``windows`` (what the run as a whole loads and records)."""
+    if len(windows) == 1:
+        return windows[0]
+    first, last = windows[0], windows[-1]
+    return first.model_copy(
+        update={
+            "upper": last.upper,
+            "filters": _window_filters(
+                column, first.kind, first.lower, first.lower_exclusive, last.upper
+            ),
+            "next_watermark": last.next_watermark,
+        }
+    )
+
+
+def _split(kind: ColumnKind, lower: str, upper: str, span: int, most: int) -> list[tuple[str, str]]:
+    """[lower, upper] cut into at most ``most`` contiguous windows of ``span`` (integers)
+    or ``span`` seconds (timestamps, dates), in order; the last may be shorter."""
+    end = sort_key(kind, upper)
+    bounds: list[tuple[str, str]] = []
+    if kind is ColumnKind.INTEGER:
+        low = parse_integer(lower)
+        while low <= end and len(bounds) < most:
+            high = min(low + span - 1, end)
+            bounds.append((str(low), str(high)))
+            low = high + 1
+        return bounds
+    step = timedelta(seconds=span)
+    if kind is ColumnKind.DATE:
+        day = parse_date(lower)
+        while day <= end and len(bounds) < most:
+            try:
+                high = min(day + step - timedelta(days=1), end)
+            except OverflowError:
+                high = end
+            bounds.append((day.isoformat(), high.isoformat()))
+            if high == end:
+                break
+            day = high + timedelta(days=1)
+        return bounds
+    # Timestamps: each window ends just before a whole second (its exclusive bound).
+    moment, text = parse_timestamp(lower), canonical(kind, lower)
+    cut = moment.replace(microsecond=0)
+    while moment <= end and len(bounds) < most:
+        try:
+            cut = cut + step
+            high_text = predecessor(kind, format_timestamp(cut))
+        except OverflowError:
+            high_text = upper
+        if sort_key(kind, high_text) >= end:
+            high_text = canonical(kind, upper)
+        bounds.append((text, high_text))
+        if sort_key(kind, high_text) >= end:
+            break
+        text = successor(kind, high_text)
+        moment = parse_timestamp(text)
+    return bounds
 
 
 def resolve_watermark(plan: WindowPlan, loaded_max: str | None) -> str | None:

@@ -15,7 +15,7 @@ from typing import Any
 
 from deltaload import backoff, catalog, lake, names, probe, publish, replication, store
 from deltaload.aws import Clients, TransientError
-from deltaload.errors import DeltaloadError, WaitTimeoutError
+from deltaload.errors import DeltaloadError, PlanningError, WaitTimeoutError
 from deltaload.items import SchemaPolicy, parse_item
 from deltaload.mapping import lob_limit_kb, table_mapping, task_settings
 from deltaload.observability import failure_metric, logger, run_metrics
@@ -24,10 +24,12 @@ from deltaload.runstate import (
     CaughtError,
     DmsNames,
     ExecutionStatusChange,
+    FailedWindow,
     Failure,
     IgnoredChange,
     Load,
     Lock,
+    PlannedWindow,
     Poll,
     Probe,
     Published,
@@ -38,8 +40,9 @@ from deltaload.runstate import (
     RunPlan,
     RunState,
 )
+from deltaload.schema import SchemaChangeError
 from deltaload.settings import Settings
-from deltaload.window import resolve_watermark, without_rows
+from deltaload.window import resolve_watermark, span_of, without_rows
 
 Now = Callable[[], datetime]
 
@@ -72,6 +75,13 @@ def _tags(settings: Settings, table: str, run_id: str) -> list[dict[str, str]]:
 def _names(state: RunState) -> DmsNames:
     """The run's DMS identifiers: from its plan, or (no plan yet) from table and run id."""
     return state.run.names if state.run else names.dms_names(state.table, state.run_id)
+
+
+def _window_names(state: RunState) -> list[DmsNames]:
+    """The DMS identifiers of each window of a windowed run (none for a run of one)."""
+    if state.run is None or not state.run.windowed:
+        return []
+    return [w.names for w in state.run.windows]
 
 
 def _mode(state: RunState, settings: Settings) -> replication.Strategy:
@@ -179,41 +189,80 @@ def probe_source(state: RunState, clients: Clients, settings: Settings, now: Now
 
 
 def plan_run(state: RunState, clients: Clients, settings: Settings, now: Now = utcnow) -> RunPlan:
-    """Validate the item and fix everything the run will do: window, mapping, names, keys.
+    """Validate the item and fix everything the run will do: windows, mapping, names, keys.
 
     After a probe, the windows are planned at the probe's moment with its maximum (the
-    same windows it counted); windows it found without rows load nothing.
+    same windows it counted; integer items are split up to that maximum); a run whose
+    windows the probe found without rows loads nothing.
     """
     table, run_id = state.table, state.run_id
     item = store.load_item(clients, settings, table)
     probed = state.probe if state.probe and state.probe.enabled else None
     moment = probed.planned_at if probed and probed.planned_at else now()
     maximum = probed.maximum if probed else None
-    plans = probe.planned_windows(item, moment, maximum, settings.safety_lag_seconds)
-    plan = plans[0]  # one window per run today
-    if probed is not None and probe.nothing_new(plans, probed.windows):
+    windows = probe.planned_windows(item, moment, maximum, settings.safety_lag_seconds)
+    plan = span_of(windows, item.filter_column)
+    if probed is not None and probe.nothing_new(windows, probed.windows):
         plan = without_rows(plan)
+        windows = [plan]
     mode = item.replication_mode.value if item.replication_mode else settings.replication_mode
+    if len(windows) > 1 and mode == "serverless":
+        raise PlanningError(
+            f"table {table!r}: windowsize needs replication mode instance or existing; a "
+            "serverless replication config loads one table mapping (set replicationmode on "
+            "the item, or remove windowsize)"
+        )
+    instances = min(item.instances, len(windows))
+    if instances > 1 and mode != "instance":
+        raise PlanningError(
+            f"table {table!r}: windowinstances needs replication mode instance (the run "
+            f"creates its instances), not {mode}; set replicationmode on the item, or remove "
+            "windowinstances"
+        )
+    run_names = names.dms_names(table, run_id)
+    keys = names.run_keys(
+        settings.staging_prefix, item.output_s3_prefix, item.source_schema, table, run_id
+    )
+    mapping = table_mapping(item, plan)
+    if len(windows) == 1:
+        planned = [
+            PlannedWindow(index=1, window=plan, names=run_names, keys=keys, table_mapping=mapping)
+        ]
+    else:
+        planned = [
+            PlannedWindow(
+                index=index,
+                window=window,
+                names=names.window_names(table, run_id, index, instances),
+                keys=names.window_keys(keys, run_id, index),
+                table_mapping=table_mapping(item, window),
+            )
+            for index, window in enumerate(windows, start=1)
+        ]
     run = RunPlan(
         table=table,
         run_id=run_id,
         window=plan,
         replication_mode=mode,
-        names=names.dms_names(table, run_id),
-        keys=names.run_keys(
-            settings.staging_prefix, item.output_s3_prefix, item.source_schema, table, run_id
-        ),
+        names=run_names,
+        keys=keys,
         source_schema=item.source_schema,
         source_table=item.source_table,
         filter_column=item.filter_column,
-        table_mapping=table_mapping(item, plan),
+        table_mapping=mapping,
         task_settings=task_settings(item),
         notify_on_success=settings.notify_on_success,
         schema_changes=item.schema_changes.value,
         schema_manifest_key=item.run_state.get("schemaManifestKey"),
         planned_at=moment,
+        windows=planned,
+        concurrency=item.concurrency,
+        instances=instances,
     )
-    logger.info("run planned", extra={"table": table, "window": run.window_text, "mode": mode})
+    logger.info(
+        "run planned",
+        extra={"table": table, "window": run.window_text, "mode": mode, "windows": len(windows)},
+    )
     return run
 
 
@@ -226,17 +275,53 @@ def create_resources(
     """Create the run's target endpoint and compute (instance or serverless config)."""
     plan: RunPlan = state.part("run")
     # Note the names before creating anything: an aborted run can still be torn down.
-    note = store.RunningNote(replication_mode=plan.replication_mode, dms_names=plan.names)
+    note = store.RunningNote(
+        replication_mode=plan.replication_mode,
+        dms_names=plan.names,
+        window_count=len(plan.windows) if plan.windowed else None,
+        instance_count=plan.instances if plan.instances > 1 else None,
+    )
     store.note_history(clients, settings, state.table, state.run_id, note)
     tags = _tags(settings, state.table, state.run_id)
-    return _mode(state, settings).create(clients, settings, plan, tags, now())
+    resources = _mode(state, settings).create(clients, settings, plan, tags, now())
+    if not plan.windowed:
+        return resources
+    # Each window writes to a staging folder of its own: a target endpoint each.
+    arns = [
+        replication.ensure_target_endpoint(
+            clients, settings, w.names.target_endpoint, w.keys.staging_folder, tags
+        )
+        for w in plan.windows
+    ]
+    update: dict[str, Any] = {"window_endpoint_arns": arns}
+    if plan.instances > 1:  # the run's instance, then one more per slot
+        extra = [
+            replication.ensure_instance(
+                clients, settings, names.instance_name(state.table, state.run_id, slot), tags
+            )
+            for slot in range(2, plan.instances + 1)
+        ]
+        update["instance_arns"] = [resources.instance_arn, *extra]
+    return resources.model_copy(update=update)
 
 
 def check_resources(
     state: RunState, clients: Clients, settings: Settings, now: Now = utcnow
 ) -> Poll:
-    """One look at the run's compute: done once the instance is available."""
-    ready, failed, status = _mode(state, settings).readiness(clients, state.part("resources"))
+    """One look at the run's compute: done once the instance is available (every instance,
+    when the windows are spread over several)."""
+    resources = state.part("resources")
+    looks = [_mode(state, settings).readiness(clients, resources)]
+    for arn in (resources.instance_arns or [])[1:]:
+        found = replication.find_instance_by_arn(clients, arn)
+        looks.append(replication.instance_readiness(found, f"replication instance {arn}"))
+    failed = any(look[1] for look in looks)
+    ready = not failed and all(look[0] for look in looks)
+    # The status that holds the run up: a failed instance's, else one still on its way.
+    status = next(
+        (look[2] for look in looks if look[1]),
+        next((look[2] for look in looks if not look[0]), looks[0][2]),
+    )
     return _poll(
         state.poll,
         settings,
@@ -255,10 +340,14 @@ def check_resources(
 
 
 def start_load(state: RunState, clients: Clients, settings: Settings, now: Now = utcnow) -> Load:
-    """Create the run's full-load task, wait for it to be ready, start it (start-replication)."""
+    """Create the run's full-load task, wait for it to be ready, start it (start-replication).
+
+    In a windowed run's Map iteration: the task of the iteration's window, writing to the
+    window's target endpoint."""
+    plan, resources = _window_view(state)
     request = replication.LoadRequest(
-        plan=state.part("run"),
-        resources=state.part("resources"),
+        plan=plan,
+        resources=resources,
         tags=_tags(settings, state.table, state.run_id),
         now=now,
         until_ready=lambda task: _wait_until_created(
@@ -266,6 +355,29 @@ def start_load(state: RunState, clients: Clients, settings: Settings, now: Now =
         ),
     )
     return _mode(state, settings).start(clients, request)
+
+
+def _window_view(state: RunState) -> tuple[RunPlan, Resources]:
+    """The plan and resources as one window's load sees them: its task name, its table
+    mapping, its target endpoint (the run's own outside a Map iteration)."""
+    plan, resources = state.part("run"), state.part("resources")
+    window = state.window
+    if window is None:
+        return plan, resources
+    arns = resources.window_endpoint_arns or []
+    if len(arns) < window.index:
+        raise replication.ResourceError(
+            f"table {state.table!r}: run {state.run_id} has no target endpoint for window "
+            f"{window.index}"
+        )
+    plan = plan.model_copy(update={"names": window.names, "table_mapping": window.table_mapping})
+    update: dict[str, Any] = {"target_endpoint_arn": arns[window.index - 1]}
+    if resources.instance_arns:  # spread round robin, as names.window_names names them
+        update["instance_arn"] = resources.instance_arns[
+            (window.index - 1) % len(resources.instance_arns)
+        ]
+    resources = resources.model_copy(update=update)
+    return plan, resources
 
 
 def _wait_until_created(
@@ -319,17 +431,18 @@ def check_load(state: RunState, clients: Clients, settings: Settings, now: Now =
 def verify_publish(
     state: RunState, clients: Clients, settings: Settings, now: Now = utcnow
 ) -> Published:
-    """Reconcile DMS FullLoadRows with the Parquet footers, then publish with a manifest."""
+    """Reconcile DMS FullLoadRows with the Parquet footers, then publish with a manifest.
+
+    In a windowed run: a Map iteration verifies its window's staged files only
+    (``staged``); after the Map, the windows are published in order up to the first one
+    that failed (``publish_windows``)."""
+    if state.window is not None:
+        return _verify_window(state, clients, settings)
+    if state.windows is not None:
+        return publish_windows(state, clients, settings, now)
     table, plan = state.table, state.part("run")
     keys, window = plan.keys, plan.window
-    stats = _mode(state, settings).statistics(clients, state.part("resources"), state.part("load"))
-    row = replication.table_entry(stats, plan.source_schema, plan.table_names)
-    if row is None:
-        raise publish.VerificationError(
-            f"table {table!r}: DMS table statistics have no entry for "
-            f"{plan.source}; nothing was published"
-        )
-    full_load_rows = int(row.get("FullLoadRows", 0) or 0)
+    full_load_rows = _full_load_rows(state, clients, settings)
     verification = publish.verify(
         clients,
         settings.data_bucket,
@@ -339,6 +452,168 @@ def verify_publish(
         filter_column=plan.filter_column if window.is_open else None,
     )
     watermark = resolve_watermark(window, verification.loaded_max)
+    return _publish_verified(
+        clients,
+        settings,
+        plan,
+        keys,
+        verification,
+        full_load_rows=full_load_rows,
+        watermark=watermark,
+        previous_schema_key=plan.schema_manifest_key,
+        probed=state.probe,
+        now=now,
+    )
+
+
+def _full_load_rows(state: RunState, clients: Clients, settings: Settings) -> int:
+    """FullLoadRows of the run's (or the iteration's window's) table in DMS's statistics."""
+    plan = state.part("run")
+    stats = _mode(state, settings).statistics(clients, state.part("resources"), state.part("load"))
+    row = replication.table_entry(stats, plan.source_schema, plan.table_names)
+    if row is None:
+        where = f"window {state.window.index} of " if state.window else ""
+        raise publish.VerificationError(
+            f"table {state.table!r}: DMS table statistics of {where}the run have no entry for "
+            f"{plan.source}; nothing was published"
+        )
+    return int(row.get("FullLoadRows", 0) or 0)
+
+
+def _verify_window(state: RunState, clients: Clients, settings: Settings) -> Published:
+    """A Map iteration: the window's staged files agree with DMS; nothing is published yet."""
+    window = state.window
+    assert window is not None
+    full_load_rows = _full_load_rows(state, clients, settings)
+    verification = publish.verify(
+        clients,
+        settings.data_bucket,
+        window.keys.staging_prefix,
+        full_load_rows,
+        table=state.table,
+        filter_column=None,
+    )
+    logger.info(
+        "window verified",
+        extra={"table": state.table, "window": window.index, "rows": verification.rows},
+    )
+    return Published(
+        warnings=[],
+        rows=verification.rows,
+        files=len(verification.files),
+        bytes=verification.bytes,
+        full_load_rows=full_load_rows,
+        loaded_max=verification.loaded_max,
+        watermark=resolve_watermark(window.window, verification.loaded_max),
+        run_prefix=window.keys.run_prefix,
+        manifest_key=window.keys.manifest_key,
+        staged=True,
+    )
+
+
+def publish_windows(
+    state: RunState, clients: Clients, settings: Settings, now: Now = utcnow
+) -> Published:
+    """Publish a windowed run's windows in order, each with its own manifest, up to the
+    first window that failed; that window and every later one are deleted from staging
+    and loaded by the next run. The watermark is the last published window's upper bound.
+    Raises LoadFailedError when the first window failed (nothing is published)."""
+    table, plan = state.table, state.part("run")
+    outcomes = {o.index: o for o in state.windows or []}
+    published: list[Published] = []
+    failed: FailedWindow | None = None
+    schema_key = plan.schema_manifest_key
+    for window in plan.windows:
+        outcome = outcomes.get(window.index)
+        if outcome is None or not outcome.ok or outcome.publish is None:
+            name, message = _error_text(outcome.error if outcome else None)
+            failed = FailedWindow(index=window.index, error=name, message=message[:1000])
+            break
+        try:
+            verification = publish.verify(
+                clients,
+                settings.data_bucket,
+                window.keys.staging_prefix,
+                outcome.publish.full_load_rows,
+                table=table,
+                filter_column=None,
+            )
+            result = _publish_verified(
+                clients,
+                settings,
+                plan.model_copy(
+                    update={
+                        "window": window.window,
+                        "run_id": names.window_label(plan.run_id, window.index),
+                    }
+                ),
+                window.keys,
+                verification,
+                full_load_rows=outcome.publish.full_load_rows,
+                watermark=outcome.publish.watermark,
+                previous_schema_key=schema_key,
+                probed=state.probe,
+                now=now,
+            )
+        except (publish.VerificationError, SchemaChangeError) as error:
+            failed = FailedWindow(
+                index=window.index, error=type(error).__name__, message=str(error)[:1000]
+            )
+            break
+        published.append(result)
+        schema_key = result.schema_manifest_key
+    # The failed window and every later one: their staged files go, the next run loads them.
+    publish.delete_prefix(clients, settings.data_bucket, plan.keys.staging_prefix)
+    if not published:
+        assert failed is not None
+        raise replication.LoadFailedError(
+            f"table {table!r}: window 1 of {len(plan.windows)} failed ({failed.error}: "
+            f"{failed.message}); nothing was published"
+        )
+    if failed is not None:
+        logger.warning(
+            "windows not published",
+            extra={"table": table, "failedWindow": failed.index, "error": failed.error},
+        )
+    last = published[-1]
+    changes = [c for p in published for c in p.schema_changes]
+    summaries = [
+        f"window {i}: {p.schema_change}" for i, p in enumerate(published, 1) if p.schema_change
+    ]
+    return Published(
+        warnings=[w for p in published for w in p.warnings],
+        rows=sum(p.rows for p in published),
+        files=sum(p.files for p in published),
+        bytes=sum(p.bytes for p in published),
+        full_load_rows=sum(p.full_load_rows for p in published),
+        loaded_max=last.loaded_max,
+        watermark=last.watermark,
+        run_prefix=last.run_prefix,
+        manifest_key=last.manifest_key,
+        schema_manifest_key=last.schema_manifest_key,
+        schema_changes=changes,
+        schema_change="; ".join(summaries) or None,
+        windows_published=[w.index for w in plan.windows[: len(published)]],
+        failed_window=failed,
+    )
+
+
+def _publish_verified(
+    clients: Clients,
+    settings: Settings,
+    plan: RunPlan,
+    keys: RunKeys,
+    verification: publish.Verification,
+    *,
+    full_load_rows: int,
+    watermark: str | None,
+    previous_schema_key: str | None,
+    probed: Probe | None,
+    now: Now,
+) -> Published:
+    """Check the schema, publish the verified files under ``keys`` with their manifest
+    (last), and remove their staging."""
+    table = plan.table
     limit_kb = lob_limit_kb(plan.task_settings)
     lob_warnings = (
         [
@@ -350,7 +625,7 @@ def verify_publish(
         if limit_kb is not None
         else []
     )
-    witness = _probe_witness(state, plan, full_load_rows, verification.rows)
+    witness = _probe_witness(probed, plan, full_load_rows, verification.rows)
     warnings = [*lob_warnings, *([witness] if witness else [])]
     # Before anything is published: a schema change the item does not allow fails here.
     schema = lake.check_run_schema(
@@ -358,9 +633,9 @@ def verify_publish(
         settings.data_bucket,
         verification.schema,
         table=table,
-        run_id=state.run_id,
+        run_id=plan.run_id,
         manifest_key=keys.manifest_key,
-        previous_key=plan.schema_manifest_key,
+        previous_key=previous_schema_key,
         final_prefix=keys.final_prefix,
         policy=SchemaPolicy(plan.schema_changes),
     )
@@ -409,14 +684,13 @@ def verify_publish(
 
 
 def _probe_witness(
-    state: RunState, plan: RunPlan, full_load_rows: int, footer_rows: int
+    probed: Probe | None, plan: RunPlan, full_load_rows: int, footer_rows: int
 ) -> str | None:
     """The probe's count as a third witness: a warning when it differs from the load's.
 
     DMS FullLoadRows and the Parquet footers must agree (publish.verify fails the run
     otherwise); the probe counted earlier, so a difference means the source changed.
     """
-    probed = state.probe
     if probed is None or not probed.enabled:
         return None
     counted = probed.rows_of(plan.window.lower, plan.window.upper)
@@ -424,7 +698,7 @@ def _probe_witness(
         return None
     when = probed.planned_at.isoformat() if probed.planned_at else "planning"
     return (
-        f"table {state.table!r}: the source probe counted {counted} rows in window "
+        f"table {plan.table!r}: the source probe counted {counted} rows in window "
         f"{plan.window_text} at {when}, but DMS loaded {full_load_rows} (FullLoadRows) and "
         f"the Parquet files hold {footer_rows}: rows in the window were inserted, updated "
         "or deleted at the source between the probe and the load; what DMS read is published"
@@ -449,7 +723,11 @@ def record_success(
     warnings = list(outcome.warnings) if outcome else []
     schema_change = outcome.schema_change if outcome else None
     moment = now()
-    loaded = store.RecordedWindow(lower=window.lower, upper=window.upper or watermark)
+    # A windowed run that stopped at a failed window loaded up to its watermark only.
+    partial = outcome is not None and outcome.failed_window is not None
+    loaded = store.RecordedWindow(
+        lower=window.lower, upper=watermark if partial else (window.upper or watermark)
+    )
     committed = store.record_success(
         clients,
         settings,
@@ -512,6 +790,7 @@ def record_success(
         already_recorded=not committed,
         # the state machine notifies whenever this is present
         warning=" | ".join(notes) if notes else None,
+        failed_window=outcome.failed_window if outcome else None,
     )
 
 
@@ -576,8 +855,15 @@ def record_failure(
     step such as teardown failed) keeps its published output.
     """
     keys = state.run.keys if state.run else None
+    windows = [w.keys for w in state.run.windows] if state.run and state.run.windowed else []
     return _fail(
-        state, clients, settings, now, keys, state.replication_mode(settings.replication_mode)
+        state,
+        clients,
+        settings,
+        now,
+        keys,
+        state.replication_mode(settings.replication_mode),
+        windows,
     )
 
 
@@ -588,6 +874,7 @@ def _fail(
     now: Now,
     keys: RunKeys | None,
     mode: str,
+    window_keys: list[RunKeys] | None = None,
 ) -> Failure:
     table, run_id, plan = state.table, state.run_id, state.run
     name, message = _error_text(state.error)
@@ -602,6 +889,14 @@ def _fail(
             run_prefix=keys.run_prefix if keys else None,
             manifest_key=keys.manifest_key if keys else None,
         )
+        for window_key in window_keys or []:  # manifests first, then files, per window
+            deleted += publish.cleanup_run(
+                clients,
+                settings.data_bucket,
+                staging_prefix=window_key.staging_prefix,
+                run_prefix=window_key.run_prefix,
+                manifest_key=window_key.manifest_key,
+            )
     window = (
         store.RecordedWindow(lower=plan.window.lower, upper=plan.window.upper) if plan else None
     )
@@ -660,7 +955,7 @@ def _staging_prefix(settings: Settings, table: str, run_id: str) -> str:
 
 def teardown(state: RunState, clients: Clients, settings: Settings, now: Now = utcnow) -> Poll:
     """One pass of deleting the run's DMS resources (found by their per-run names)."""
-    outcome = _mode(state, settings).teardown(clients, _names(state))
+    outcome = _mode(state, settings).teardown(clients, _names(state), _window_names(state))
     phase = "teardown-after-failure" if state.error else "teardown"
     remaining = outcome["remaining"]
     why = "; ".join(outcome.get("notes") or [])
@@ -703,6 +998,10 @@ def cleanup_aborted(
     table, run_id = started.table, started.run_id
     history = store.get_history(clients, settings, table, run_id) or {}
     mode = str(history.get("replicationMode") or settings.replication_mode)
+    # A windowed run noted how many windows it has before it created anything.
+    count = int(history.get("windowCount") or 0)
+    spread = int(history.get("instanceCount") or 1)
+    window_names = [names.window_names(table, run_id, i, spread) for i in range(1, count + 1)]
     keys = None
     plain = store.get_item(clients, settings, table)
     if plain is not None:
@@ -720,12 +1019,13 @@ def cleanup_aborted(
         Cause=detail.cause or detail.status,
     )
     state = RunState(table=table, run_id=run_id, error=error)
-    failure = _fail(state, clients, settings, now, keys, mode)
+    window_keys = [names.window_keys(keys, run_id, i) for i in range(1, count + 1)] if keys else []
+    failure = _fail(state, clients, settings, now, keys, mode, window_keys)
     strategy = replication.strategy(mode)
     deadline = now().timestamp() + ABORT_CLEANUP_SECONDS
     attempt = 0
     while True:
-        outcome = strategy.teardown(clients, _names(state))
+        outcome = strategy.teardown(clients, _names(state), window_names)
         if outcome["done"]:
             if not failure.committed:
                 # A load that was still running wrote on until teardown stopped its task:

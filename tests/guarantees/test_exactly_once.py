@@ -7,11 +7,16 @@ that move ``updated_at`` forward to the clock, groups of rows sharing one filter
 an ``updated_at`` slightly behind the clock but inside the lag. Every run is a real tick
 (starter, state machine, handlers, local DMS, Parquet).
 
+Half the schedules load in bounded windows: a generated ``windowsize`` (an hour or more,
+from a start a few hours back), ``maxwindows`` and ``windowconcurrency``, so a run loads
+several windows at once, and may stop before the clock (the next run goes on from there).
+
 After each run: its published rows are exactly the row versions that were current at the
-run and whose ``updated_at`` lies in the window ``plan_window`` predicts for the item at
+run and whose ``updated_at`` lies in the windows ``plan_windows`` predicts for the item at
 the run's planning time, and the watermark is what ``resolve_watermark`` predicts. After
-the schedule a final run behind the lag must leave every current row version published
-exactly once over all runs, with no extra row.
+the schedule, final runs behind the lag (as many as the windows need to reach the clock)
+must leave every current row version published exactly once over all runs, with no extra
+row.
 
 Windows follow the real clock (``now - lag``, to the second), so a run is a few seconds
 of wall time: the default profile runs a handful of schedules per database; the
@@ -31,12 +36,12 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from deltaload.items import parse_item
 from deltaload.local.runtime import LocalRuntime
-from deltaload.window import plan_window, resolve_watermark
+from deltaload.window import plan_window, plan_windows, resolve_watermark, span_of
 from tests.guarantees.conftest import (
     OrdersTable,
     Ticks,
@@ -94,6 +99,31 @@ def _ops() -> st.SearchStrategy[Any]:
     )
 
 
+@dataclass(frozen=True)
+class Windows:
+    """The item's bounded windows: windowsize, maxwindows, windowconcurrency."""
+
+    size: str
+    most: int
+    concurrency: int
+
+
+# None: one window per run (the published layout). Windows start WINDOWED_START_HOURS back
+# (rows are inserted up to 2 hours back), so a run covers the rest in one to three runs.
+WINDOWED_START_HOURS = 3
+windows = st.booleans().flatmap(
+    lambda bounded: (
+        st.builds(
+            lambda size, most, extra: Windows(size, most, min(most, 1 + extra)),
+            st.sampled_from(["1h", "90m", "PT2H", "P1DT0H"]),
+            st.integers(1, 4),
+            st.integers(0, 2),
+        )
+        if bounded
+        else st.none()
+    )
+)
+
 # A schedule: a first insert, then changes and runs (at most 3 runs, to bound wall time).
 schedules = st.tuples(
     st.builds(Insert, st.integers(1, 6), st.integers(LAG + 2, 7200), st.booleans()),
@@ -111,14 +141,14 @@ def _utc(text: str) -> datetime:
 class Model:
     """The source as the test believes it is: id -> (status, updated_at), naive UTC."""
 
-    def __init__(self, table: OrdersTable) -> None:
+    def __init__(self, table: OrdersTable, start: str = START) -> None:
         self.table = table
         self.rows: dict[int, tuple[str, datetime]] = {}
         self.next_id = 1
         self.version = 0
         # The first value not yet loaded: a commit below it would be later than the lag
         # allows (the documented limit), so no generated value goes below it.
-        self.floor = _utc(START)
+        self.floor = _utc(start)
 
     def _now(self, whole_second: bool = False) -> datetime:
         now = datetime.now(UTC).replace(tzinfo=None)
@@ -156,30 +186,59 @@ class Model:
                 self.rows[i] = (status, at)
 
 
-def _run_and_check(rt: LocalRuntime, model: Model, ticks: Ticks) -> set[tuple[int, datetime]]:
-    """One tick; check its rows and watermark against the planner's prediction."""
+def _run_and_check(
+    rt: LocalRuntime, model: Model, ticks: Ticks
+) -> tuple[set[tuple[int, datetime]], bool]:
+    """One tick; check its rows and watermark against the planner's prediction. Returns the
+    rows it published and whether its windows reached the clock (nothing left to load)."""
     item = parse_item(rt.item(TARGET))
     result = rt.tick(now=ticks())
     [execution] = result.executions
     assert execution.status == "SUCCEEDED", execution
     record = {h["runId"]: h for h in rt.history(TARGET)}[execution.name]
     planned_at = datetime.fromisoformat(record["startedAt"])
-    plan = plan_window(item, planned_at)
+    whole = plan_window(item, planned_at)
+    planned = plan_windows(item, planned_at)
+    assert len(planned) <= item.windows_per_run
+    plan = span_of(planned, item.filter_column)
     assert (record["window"]["lower"], record["window"]["upper"]) == (plan.lower, plan.upper)
     lower, upper = _utc(plan.lower), _utc(plan.upper)
     expected = {(i, status, at) for i, (status, at) in model.rows.items() if lower <= at <= upper}
+    name = execution.name
     runs = published_rows(rt, TARGET)
-    got = [(r["row_id"], r["status"], r["updated_at"]) for r in runs.get(execution.name, [])]
+    units = [k for k in runs if k == name or k.startswith(f"{name}-w")]
+    if plan.loads_nothing:
+        assert units == [], units
+    else:  # a run of several windows publishes each with its own manifest
+        assert len(units) == (len(planned) if len(planned) > 1 else 1), units
+    got = [(r["row_id"], r["status"], r["updated_at"]) for k in units for r in runs[k]]
     assert len(got) == len(set(got)), "a row version was published twice in one run"
     assert set(got) == expected, (plan.describe(), sorted(set(got) ^ expected))
     assert rt.item(TARGET).get("watermark") == resolve_watermark(plan, None)
     assert_clean(rt)
     model.floor = upper + timedelta(microseconds=1)
-    return {(i, at) for i, _, at in got}
+    return {(i, at) for i, _, at in got}, plan.upper == whole.upper
 
 
-def _check_schedule(url: str, table: OrdersTable, state: Path, schedule: list[Any]) -> None:
-    model = Model(table)
+def _check_schedule(
+    url: str,
+    table: OrdersTable,
+    state: Path,
+    schedule: list[Any],
+    windowed: Windows | None = None,
+) -> None:
+    event("bounded windows" if windowed else "one window per run")
+    start = START
+    extra: dict[str, Any] = {}
+    if windowed is not None:
+        back = datetime.now(UTC) - timedelta(hours=WINDOWED_START_HOURS)
+        start = back.replace(microsecond=0, tzinfo=None).isoformat(sep=" ")
+        extra = {
+            "windowsize": windowed.size,
+            "maxwindows": windowed.most,
+            "windowconcurrency": windowed.concurrency,
+        }
+    model = Model(table, start)
     ticks = Ticks()
     loaded: list[tuple[int, datetime]] = []
     with open_runtime(state, url) as rt:
@@ -188,17 +247,24 @@ def _check_schedule(url: str, table: OrdersTable, state: Path, schedule: list[An
                 TARGET,
                 filtercolumn="updated_at",
                 filtercolumntype="timestamp",
-                startvalue=START,
+                startvalue=start,
                 safetylagseconds=LAG,
+                **extra,
             )
         )
         for op in schedule:
             if isinstance(op, Run):
-                loaded += _run_and_check(rt, model, ticks)
+                loaded += _run_and_check(rt, model, ticks)[0]
             else:
                 model.apply(op)
         time.sleep(LAG + 1.05)  # every row now lies behind the lag and the last whole second
-        loaded += _run_and_check(rt, model, ticks)
+        for _ in range(WINDOWED_START_HOURS + 2):  # windows may need a few runs to the clock
+            rows, caught_up = _run_and_check(rt, model, ticks)
+            loaded += rows
+            if caught_up:
+                break
+        else:
+            raise AssertionError("the windows never reached the clock")
         # Exactly once over all runs: every current version once, nothing twice, nothing else.
         assert len(loaded) == len(set(loaded)), "a row version was published by two runs"
         current = {(i, at) for i, (_, at) in model.rows.items()}
@@ -229,8 +295,10 @@ def postgres() -> Iterator[sa.Engine]:
 
 
 @PROPERTY
-@given(schedule=schedules)
-def test_exactly_once_sqlite(tmp_path_factory: pytest.TempPathFactory, schedule: list[Any]):
+@given(schedule=schedules, windowed=windows)
+def test_exactly_once_sqlite(
+    tmp_path_factory: pytest.TempPathFactory, schedule: list[Any], windowed: Windows | None
+):
     folder = tmp_path_factory.mktemp("exactly_once")
     url = f"sqlite:///{folder / 'source.sqlite'}"
     engine = sa.create_engine(url)
@@ -238,16 +306,20 @@ def test_exactly_once_sqlite(tmp_path_factory: pytest.TempPathFactory, schedule:
     orders = _orders(metadata, f"orders_{uuid.uuid4().hex[:8]}", None)
     metadata.create_all(engine)
     try:
-        _check_schedule(url, OrdersTable("sqlite", url, engine, orders), folder / "state", schedule)
+        table = OrdersTable("sqlite", url, engine, orders)
+        _check_schedule(url, table, folder / "state", schedule, windowed)
     finally:
         engine.dispose()
 
 
 @pytest.mark.postgres
 @PROPERTY
-@given(schedule=schedules)
+@given(schedule=schedules, windowed=windows)
 def test_exactly_once_postgres(
-    postgres: sa.Engine, tmp_path_factory: pytest.TempPathFactory, schedule: list[Any]
+    postgres: sa.Engine,
+    tmp_path_factory: pytest.TempPathFactory,
+    schedule: list[Any],
+    windowed: Windows | None,
 ):
     folder = tmp_path_factory.mktemp("exactly_once_pg")
     metadata = sa.MetaData()
@@ -255,6 +327,6 @@ def test_exactly_once_postgres(
     metadata.create_all(postgres)
     try:
         table = OrdersTable("postgres", POSTGRES_URL, postgres, orders)
-        _check_schedule(POSTGRES_URL, table, folder / "state", schedule)
+        _check_schedule(POSTGRES_URL, table, folder / "state", schedule, windowed)
     finally:
         metadata.drop_all(postgres)

@@ -140,6 +140,36 @@ SCENARIOS = {
         between_runs=_add_a_column,
         must_call=(("RecordSuccessFunction", "UpdateTable"),),
     ),
+    # Bounded windows: a target endpoint and a task per window, loaded by the Map.
+    "instance-windows": Scenario(
+        item={"endvalue": str(ROWS), "windowsize": "10", "windowconcurrency": "2"},
+        must_call=(
+            ("CreateResourcesFunction", "CreateEndpoint"),
+            ("StartLoadFunction", "CreateReplicationTask"),
+            ("VerifyPublishFunction", "CopyObject"),
+            ("TeardownFunction", "DeleteReplicationTask"),
+            ("TeardownFunction", "DeleteEndpoint"),
+        ),
+    ),
+    "instance-windows-on-two-instances": Scenario(
+        item={
+            "endvalue": str(ROWS),
+            "windowsize": "10",
+            "windowconcurrency": "2",
+            "windowinstances": "2",
+        },
+        must_call=(
+            ("CreateResourcesFunction", "CreateReplicationInstance"),
+            ("CheckResourcesFunction", "DescribeReplicationInstances"),
+            ("TeardownFunction", "DeleteReplicationInstance"),
+        ),
+    ),
+    "existing-windows": Scenario(
+        parameters={"ReplicationMode": "existing"},
+        existing_instance=True,
+        item={"endvalue": str(ROWS), "windowsize": "10", "windowconcurrency": "2"},
+        must_call=(("StartLoadFunction", "CreateReplicationTask"),),
+    ),
     # An item may ask for DMS Serverless on a stack whose default mode is instance.
     "serverless-item-on-instance-stack": Scenario(
         item={"replicationmode": "serverless"},

@@ -294,3 +294,36 @@ def test_a_source_url_with_a_bad_port_is_an_error_not_a_traceback(cli, url, says
     assert result.exit_code == 1
     assert says in result.output and "a number from 1 to 65535" in result.output
     assert "secret" not in result.output
+
+
+def test_plan_lists_each_window_and_run_shows_each_windows_progress(cli, tmp_path):
+    item = {
+        **json.loads((SEED / "orders.json").read_text()),
+        "endvalue": "30",
+        "windowsize": "10",
+        "windowconcurrency": "2",
+    }
+    assert cli("onboard", write(tmp_path, "windows.json", item)).exit_code == 0
+
+    plan = cli("plan", "orders_s3")
+    assert plan.exit_code == 0, plan.output
+    assert "orders_s3: [1, 30]" in plan.output
+    assert "3 windows, 2 at once:" in plan.output
+    for index, window in enumerate(["[1, 10]", "[11, 20]", "[21, 30]"], start=1):
+        assert f"{index}. {window}" in plan.output
+    document = json.loads(cli("plan", "orders_s3", "--json").output)
+    assert [(w["index"], w["lower"], w["upper"]) for w in document["windows"]] == [
+        (1, "1", "10"),
+        (2, "11", "20"),
+        (3, "21", "30"),
+    ]
+    assert document["concurrency"] == 2
+
+    run = cli("run")
+    assert run.exit_code == 0, run.output
+    lines = [line for line in run.output.splitlines() if "LoadWindows:" in line]
+    assert lines, run.output
+    for index in (1, 2, 3):  # every window's progress was shown, to its verification
+        assert any(f"{index} verified" in line for line in lines), lines
+    [record] = json.loads(cli("runs", "orders_s3", "--json").output)
+    assert (record["status"], record["rows"], record["watermark"]) == ("SUCCEEDED", 30, "30")

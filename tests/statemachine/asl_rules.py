@@ -241,12 +241,45 @@ def check_language(d: dict[str, Any]) -> list[str]:
     return problems
 
 
+def check_map_iterations(d: dict[str, Any]) -> list[str]:
+    """Each Map: caught into the failure chain; each iteration's Lambda tasks shaped and
+    retried, each caught into a state that ends the iteration with its outcome (a window
+    that fails must not fail the Map), its waits and loops as at the top level."""
+    states, problems = d["States"], []
+    for name, state in states.items():
+        if state["Type"] != "Map":
+            continue
+        catches = [c for c in state.get("Catch", []) if "States.ALL" in c["ErrorEquals"]]
+        if not catches:
+            problems.append(f"{name}: no Catch for States.ALL")
+        for catch in catches:
+            problems += _failure_chain(states, name, catch["Next"])
+        inner = state.get("ItemProcessor") or {}
+        sub = inner.get("States", {})
+        for task_name, task in sub.items():
+            if task["Type"] != "Task":
+                continue
+            if task.get("Resource") == LAMBDA_INVOKE:
+                problems += [f"{name}.{p}" for p in _lambda_shape(task_name, task)]
+            caught = [c for c in task.get("Catch", []) if "States.ALL" in c["ErrorEquals"]]
+            ends = [c["Next"] for c in caught if sub[c["Next"]].get("End") is True]
+            if not ends or any(sub[t]["Type"] in ("Fail", "Succeed") for t in ends):
+                problems.append(
+                    f"{name}.{task_name}: its Catch must end the iteration with its outcome"
+                )
+        problems += [f"{name}.{p}" for p in check_waits_and_loops({"States": sub})]
+        if "MaxConcurrencyPath" not in state and "MaxConcurrency" not in state:
+            problems.append(f"{name}: no MaxConcurrency(Path): every window would start at once")
+    return problems
+
+
 ALL_CHECKS = (
     check_references,
     check_tasks,
     check_success_paths,
     check_waits_and_loops,
     check_language,
+    check_map_iterations,
 )
 
 

@@ -82,12 +82,14 @@ def _handovers(
 
 
 def present_on_entry(
-    definition: dict[str, Any], result_key: Callable[[str], str | None]
+    definition: dict[str, Any],
+    result_key: Callable[[str], str | None],
+    initial: frozenset[str] = _INPUT,
 ) -> dict[str, set[str]]:
     """The document keys every way into each state has written (a must-analysis)."""
     states = definition["States"]
     entry: dict[str, set[str] | None] = dict.fromkeys(states)
-    entry[definition["StartAt"]] = set(_INPUT)
+    entry[definition["StartAt"]] = set(initial)
     todo = [definition["StartAt"]]
     while todo:
         name = todo.pop()
@@ -123,13 +125,28 @@ def field_problem(schema: dict[str, Any], path: str) -> str | None:
     return None
 
 
+def _selected(selector: dict[str, Any]) -> frozenset[str]:
+    """The keys a Map's ItemSelector gives each iteration's document."""
+    return frozenset(key.removesuffix(".$") for key in selector)
+
+
 def problems_of(
-    definition: dict[str, Any], schema: dict[str, Any], result_key: Callable[[str], str | None]
+    definition: dict[str, Any],
+    schema: dict[str, Any],
+    result_key: Callable[[str], str | None],
+    initial: frozenset[str] = _INPUT,
 ) -> list[str]:
-    """Every path of the definition that the run document does not have where it is read."""
+    """Every path of the definition that the run document does not have where it is read;
+    a Map's iteration is checked with the keys its ItemSelector gives it."""
     states = definition["States"]
-    present = present_on_entry(definition, result_key)
+    present = present_on_entry(definition, result_key, initial)
     problems = []
+    for name, state in states.items():
+        if state.get("Type") == "Map":
+            processor = state.get("ItemProcessor") or state.get("Iterator") or {}
+            keys = _selected(state.get("ItemSelector") or {})
+            inner = problems_of(processor, schema, result_key, keys)
+            problems += [f"{name} (iteration): {problem}" for problem in inner]
     for name, state in states.items():
         written = [state.get("ResultPath")] + [c.get("ResultPath") for c in state.get("Catch", [])]
         for path in [p for p in written if p not in (None, "$")]:

@@ -93,3 +93,33 @@ def test_jsonata_is_reported(definition: dict[str, Any]) -> None:
         "JSONata" in p
         for p in _broken(definition, lambda s: s["PlanRun"].update(QueryLanguage="JSONata"))
     )
+
+
+def test_a_window_task_without_catch_is_reported(definition: dict[str, Any]) -> None:
+    def change(s: dict[str, Any]) -> None:
+        del s["LoadWindows"]["ItemProcessor"]["States"]["CheckWindowLoad"]["Catch"]
+
+    assert any("CheckWindowLoad: its Catch" in p for p in _broken(definition, change))
+
+
+def test_a_window_failure_that_fails_the_map_is_reported(definition: dict[str, Any]) -> None:
+    def change(s: dict[str, Any]) -> None:
+        inner = s["LoadWindows"]["ItemProcessor"]["States"]
+        inner["WindowFailed"] = {"Type": "Fail", "Error": "WindowFailed"}
+
+    assert any("VerifyWindow: its Catch" in p for p in _broken(definition, change))
+
+
+def test_a_window_loop_without_timeout_exit_is_reported(definition: dict[str, Any]) -> None:
+    def change(s: dict[str, Any]) -> None:
+        choice = s["LoadWindows"]["ItemProcessor"]["States"]["WindowLoadFinished?"]
+        choice["Choices"] = choice["Choices"][1:]
+
+    assert any("no exit on $.poll.failed" in p for p in _broken(definition, change))
+
+
+def test_a_map_without_concurrency_is_reported(definition: dict[str, Any]) -> None:
+    def change(s: dict[str, Any]) -> None:
+        del s["LoadWindows"]["MaxConcurrencyPath"]
+
+    assert any("no MaxConcurrency" in p for p in _broken(definition, change))

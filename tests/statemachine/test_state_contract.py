@@ -73,6 +73,15 @@ def test_the_architecture_page_shows_the_models() -> None:
 # --- the ASL against the schema --------------------------------------------------------------
 
 
+def test_a_window_iteration_reading_what_its_selector_does_not_give_is_reported(
+    definition: dict[str, Any], schema: dict[str, Any]
+) -> None:
+    broken = copy.deepcopy(definition)
+    del broken["States"]["LoadWindows"]["ItemSelector"]["window.$"]
+    problems = contract.problems_of(broken, schema, result_key)
+    assert any("(iteration)" in p and "$.window.index" in p for p in problems), problems
+
+
 def test_every_asl_path_is_a_field_present_where_it_is_read(
     definition: dict[str, Any], schema: dict[str, Any]
 ) -> None:

@@ -59,6 +59,9 @@ class Listener(Protocol):
         """The execution entered ``state``."""
         ...
 
+    # Optional: ``window_entered(execution_arn, window, state)``, a state of the Map
+    # iteration of item ``window`` (1-based); without it those are ``state_entered`` too.
+
     def execution_ended(self, execution_arn: str) -> None:
         """The execution has ended (its status is no longer RUNNING)."""
         ...
@@ -71,6 +74,19 @@ class Listener(Protocol):
 _listeners: list[Listener] = []
 _lock = threading.Lock()
 _installed = False
+
+
+def _map_index(env: Any) -> int | None:
+    """The 0-based index of the Map item whose iteration ``env`` runs, or None outside a Map.
+
+    Each iteration runs in an inner frame of its own whose context object holds ``Map.Item``
+    (the Map context object: https://docs.aws.amazon.com/step-functions/latest/dg/input-output-contextobject.html#contextobject-map).
+    """
+    try:
+        data = env.states.context_object.context_object_data.get("Map")
+        return int(data["Item"]["Index"]) if data else None
+    except (AttributeError, KeyError, TypeError, ValueError):
+        return None
 
 
 def register(listener: Listener) -> None:
@@ -201,7 +217,12 @@ def install() -> None:
             arn = _execution_arn(env)
             listener = _listener(arn)
             if listener is not None and arn is not None:
-                listener.state_entered(arn, str(self.name))
+                index = _map_index(env)
+                window_entered = getattr(listener, "window_entered", None)
+                if index is not None and window_entered is not None:
+                    window_entered(arn, index + 1, str(self.name))
+                else:
+                    listener.state_entered(arn, str(self.name))
             entered(self, env)
 
         def wait_interval(self: Any, env: Any, wait_seconds: int) -> None:

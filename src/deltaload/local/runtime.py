@@ -72,6 +72,19 @@ class RecoveredRun:
     failure: dict[str, Any]
 
 
+# What a window's iteration is doing, by the state it is in (statemachine/load_table.asl.json).
+WINDOW_PHASES = {
+    "StartWindowLoad": "starting",
+    "CheckWindowLoad": "loading",
+    "WindowLoadFinished?": "loading",
+    "WaitForWindowLoad": "loading",
+    "VerifyWindow": "verifying",
+    "WindowVerified": "verified",
+    "WindowLoadFailed": "failed",
+    "WindowFailed": "failed",
+}
+
+
 class LocalRuntime:
     """The whole application offline. Use as a context manager."""
 
@@ -124,6 +137,7 @@ class LocalRuntime:
         self._events = threading.Condition()
         self._event_count = 0
         self._steps: dict[str, str] = {}
+        self._window_steps: dict[str, dict[int, str]] = {}  # a Map's iterations, by window
         self._ended: set[str] = set()
         # Per execution: the engine's change count its last step had seen, and its DMS
         # identifiers, so its Wait states end at the next change of its own resources.
@@ -239,6 +253,13 @@ class LocalRuntime:
             self._event_count += 1
             self._events.notify_all()
 
+    def window_entered(self, execution_arn: str, window: int, state: str) -> None:
+        """Note the state a window's iteration of the windows' Map entered (listener)."""
+        with self._events:
+            self._window_steps.setdefault(execution_arn, {})[window] = state
+            self._event_count += 1
+            self._events.notify_all()
+
     def execution_ended(self, execution_arn: str) -> None:
         """Note that an execution ended (interpreter listener)."""
         with self._events:
@@ -285,8 +306,14 @@ class LocalRuntime:
         return arn
 
     def current_step(self, execution_arn: str) -> str:
-        """The state the execution last entered ("" before its first)."""
-        return self._steps.get(execution_arn, "")
+        """The state the execution last entered ("" before its first); in the windows' Map,
+        what each window is doing (``LoadWindows: 1 verified, 2 loading, 3 starting``)."""
+        step = self._steps.get(execution_arn, "")
+        windows = self._window_steps.get(execution_arn)
+        if step != "LoadWindows" or not windows:
+            return step
+        parts = [f"{w} {WINDOW_PHASES.get(s, s)}" for w, s in sorted(dict(windows).items())]
+        return f"{step}: {', '.join(parts)}"
 
     # -- resources -------------------------------------------------------------------------------
 

@@ -1,0 +1,216 @@
+"""Bounded windows end to end, offline: a Map of windows, a fault in one, the next run.
+
+A gte item with a windowsize loads each run as bounded windows, each with its own DMS
+task, verified on its own and published in order. A window that fails stops publishing
+there: the windows before it stay published and move the watermark, it and every later
+window are deleted from staging and loaded by the next run; staging and DMS end clean
+and every row is published exactly once across both runs.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from deltaload import names
+from tests.guarantees.conftest import (
+    OrdersTable,
+    Ticks,
+    assert_clean,
+    assert_lake_consistent,
+    open_runtime,
+    published_rows,
+)
+
+TARGET = "orders_s3"
+
+
+def _task_of_window(moment: datetime, index: int) -> str:
+    run_id = names.execution_name(TARGET, names.tick(moment))
+    return names.window_names(TARGET, run_id, index).task
+
+
+def _published_ids(rt, column: str = "row_id") -> Counter:
+    return Counter(r[column] for rows in published_rows(rt, TARGET).values() for r in rows)
+
+
+def run_with_a_failed_window(
+    rt, ticks: Ticks, item: dict, failing: int, rows_before_failure: int = 10
+):
+    """Tick once with window ``failing``'s task failing after some rows; the result."""
+    rt.put_item(item)
+    moment = ticks()
+    rt.dms.faults.fail_after_rows(_task_of_window(moment, failing), rows_before_failure)
+    result = rt.tick(now=moment)
+    assert rt.dms.faults.armed() == [], "the fault never fired"
+    [execution] = result.executions
+    return execution
+
+
+def test_a_failed_window_stops_publishing_and_the_next_run_resumes_there(
+    sqlite_table: OrdersTable, tmp_path: Path, ticks: Ticks
+) -> None:
+    sqlite_table.insert(range(1, 401), datetime.now(UTC) - timedelta(days=1))
+    item = sqlite_table.item(
+        TARGET, endvalue="400", windowsize=100, maxwindows=4, windowconcurrency=2
+    )
+    with open_runtime(tmp_path / "state", sqlite_table.url, {"MAX_FILE_SIZE_KB": "8"}) as rt:
+        first = run_with_a_failed_window(rt, ticks, item, failing=3)
+        assert first.status == "FAILED", first
+        state = rt.item(TARGET)
+        assert state["watermark"] == "200"
+        assert sorted(_published_ids(rt)) == list(range(1, 201))
+        manifests = assert_lake_consistent(rt, TARGET)
+        assert sorted(manifests) == [f"{first.name}-w0001", f"{first.name}-w0002"]
+        assert_clean(rt)
+        history = {h["runId"]: h for h in rt.history(TARGET)}[first.name]
+        assert "window 3 failed" in history["postCommitError"], history
+        assert any("window 3 failed" in n["message"] for n in rt.notifications())
+
+        second = rt.tick(now=ticks())
+        [execution] = second.executions
+        assert execution.status == "SUCCEEDED", execution
+        assert rt.item(TARGET)["watermark"] == "400"
+        ids = _published_ids(rt)
+        assert sorted(ids) == list(range(1, 401))
+        assert set(ids.values()) == {1}, "a row was published twice"
+        manifests = assert_lake_consistent(rt, TARGET)
+        assert sorted(m for m in manifests if m.startswith(execution.name)) == [
+            f"{execution.name}-w0001",
+            f"{execution.name}-w0002",
+        ]
+        assert_clean(rt)
+
+
+@pytest.mark.parametrize("instances", [1, 2])
+def test_an_aborted_windowed_run_leaves_no_window_task_endpoint_or_staging(
+    sqlite_table: OrdersTable, tmp_path: Path, ticks: Ticks, monkeypatch, instances: int
+) -> None:
+    """StopExecution runs no Catch: CleanupAbortedFunction finds every window's task and
+    endpoint by name (the run noted its window count before creating anything)."""
+    import json
+    import time
+
+    from deltaload import workflow
+
+    monkeypatch.setattr(workflow, "_sleep", lambda seconds: time.sleep(min(seconds, 0.5)))
+    sqlite_table.insert(range(1, 401), datetime.now(UTC) - timedelta(days=1))
+    item = sqlite_table.item(
+        TARGET, endvalue="400", windowsize=100, windowconcurrency=2, windowinstances=instances
+    )
+    slow_polls = {"POLL_INITIAL_SECONDS": "4", "POLL_MAX_SECONDS": "4"}
+    with open_runtime(tmp_path / "state", sqlite_table.url, slow_polls) as rt:
+        rt.put_item(item)
+        run_id = f"{TARGET}-cancelled"
+        stalled = names.window_names(TARGET, run_id, 2).task
+        rt.dms.faults.stall(stalled)
+        sfn, dms = rt.session.client("stepfunctions"), rt.session.client("dms")
+        payload = json.dumps({"table": TARGET, "runId": run_id})
+        arn = sfn.start_execution(stateMachineArn=rt.state_machine_arn, name=run_id, input=payload)[
+            "executionArn"
+        ]
+        deadline = time.monotonic() + 90
+        while True:
+            tasks = {
+                t["ReplicationTaskIdentifier"]: t["Status"]
+                for t in dms.describe_replication_tasks()["ReplicationTasks"]
+            }
+            others = [s for name, s in tasks.items() if name != stalled]
+            if tasks.get(stalled) == "running" and len(others) == 3 and set(others) == {"stopped"}:
+                break
+            assert time.monotonic() < deadline, f"the windows never got there: {tasks}"
+            time.sleep(0.2)
+        time.sleep(1)  # the iterations sit in their Wait states
+        sfn.stop_execution(executionArn=arn, error="Cancelled", cause="operator stopped it")
+        [stopped] = rt.wait_for([arn])
+        # AWS ends it ABORTED. moto's interpreter (5.2) fails while stopping a running Map
+        # (its MapIterationAborted event) and ends it FAILED with States.Runtime; either
+        # way no Catch ran, so the lock and every window's task are still there.
+        assert stopped.status == "ABORTED" or (stopped.status, stopped.error) == (
+            "FAILED",
+            "States.Runtime",
+        ), stopped
+        assert rt.item(TARGET)["lockOwner"] == run_id
+        assert len(dms.describe_replication_tasks()["ReplicationTasks"]) == 4
+        assert len(dms.describe_replication_instances()["ReplicationInstances"]) == instances
+
+        event = {
+            "source": "aws.states",
+            "detail-type": "Step Functions Execution Status Change",
+            "detail": {
+                "executionArn": arn,
+                "stateMachineArn": rt.state_machine_arn,
+                "name": run_id,
+                "status": "ABORTED",
+                "input": payload,
+            },
+        }
+        rt.invoke("CleanupAbortedFunction", event)
+        state = rt.item(TARGET)
+        assert "lockOwner" not in state and "watermark" not in state
+        assert state["lastRunStatus"] == "FAILED"
+        assert assert_lake_consistent(rt, TARGET) == {}
+        assert_clean(rt)
+
+        rerun = rt.tick(now=ticks())
+        assert [e.status for e in rerun.executions] == ["SUCCEEDED"]
+        assert sorted(_published_ids(rt)) == list(range(1, 401))
+        assert_clean(rt)
+
+
+def test_when_the_first_window_fails_nothing_is_published_and_the_watermark_stays(
+    sqlite_table: OrdersTable, tmp_path: Path, ticks: Ticks
+) -> None:
+    sqlite_table.insert(range(1, 301), datetime.now(UTC) - timedelta(days=1))
+    item = sqlite_table.item(TARGET, endvalue="300", windowsize=100, windowconcurrency=3)
+    with open_runtime(tmp_path / "state", sqlite_table.url) as rt:
+        first = run_with_a_failed_window(rt, ticks, item, failing=1)
+        assert first.status == "FAILED", first
+        state = rt.item(TARGET)
+        assert "watermark" not in state
+        assert state["lastRunStatus"] == "FAILED"
+        assert "window 1 of 3 failed" in state["lastRunError"], state["lastRunError"]
+        assert assert_lake_consistent(rt, TARGET) == {}
+        assert_clean(rt)
+
+        [second] = rt.tick(now=ticks()).executions
+        assert second.status == "SUCCEEDED", second
+        ids = _published_ids(rt)
+        assert sorted(ids) == list(range(1, 301)) and set(ids.values()) == {1}
+        assert rt.item(TARGET)["watermark"] == "300"
+        assert_clean(rt)
+
+
+def test_windows_spread_over_two_instances_are_all_torn_down(
+    sqlite_table: OrdersTable, tmp_path: Path, ticks: Ticks
+) -> None:
+    import json
+
+    sqlite_table.insert(range(1, 401), datetime.now(UTC) - timedelta(days=1))
+    item = sqlite_table.item(
+        TARGET, endvalue="400", windowsize=100, windowconcurrency=2, windowinstances=2
+    )
+    with open_runtime(tmp_path / "state", sqlite_table.url) as rt:
+        placed: dict[str, str] = {}
+
+        def record(params, **_):
+            body = json.loads(params["body"])
+            placed[body["ReplicationTaskIdentifier"]] = body["ReplicationInstanceArn"]
+
+        rt.session.events.register(
+            "before-call.database-migration-service.CreateReplicationTask", record
+        )
+        rt.put_item(item)
+        moment = ticks()
+        run_id = names.execution_name(TARGET, names.tick(moment))
+        [execution] = rt.tick(now=moment).executions
+        assert execution.status == "SUCCEEDED", execution
+        tasks = [names.window_names(TARGET, run_id, i).task for i in range(1, 5)]
+        assert sorted(placed) == sorted(tasks)
+        arns = [placed[t] for t in tasks]
+        assert arns[0] == arns[2] != arns[1] == arns[3]  # round robin over two instances
+        assert sorted(_published_ids(rt)) == list(range(1, 401))
+        assert_clean(rt)  # both instances, every window's task and endpoint: gone
