@@ -33,6 +33,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -110,6 +111,13 @@ def case(windows: int, rows: int, source: Path, workdir: Path) -> dict[str, Any]
         rt.session.client("dynamodb").put_item(
             TableName=rt.controller_table, Item=to_dynamodb(item(windows, rows))
         )
+        operations: Counter[str] = Counter()
+
+        def count(model: Any, **_: Any) -> None:
+            if model.service_model.service_name == "dms":
+                operations[model.name] += 1
+
+        rt.session.events.register("before-call", count)
         found: dict[str, float] = {}
         done = threading.Event()
         watcher = threading.Thread(target=_first_manifest, args=(state, found, done))
@@ -136,6 +144,7 @@ def case(windows: int, rows: int, source: Path, workdir: Path) -> dict[str, Any]
         "stateTransitions": transitions,
         "lambdaInvocationsPerWindow": round(invocations / windows, 1),
         "dmsCallsPerWindow": round(dms_calls / windows, 1),
+        "dmsOperations": dict(sorted(operations.items())),
     }
 
 
@@ -194,6 +203,9 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
             f"{r['dmsCallsPerWindow']:>6} {r['rowsPublished']:>10,}"
             + (f"  FAILED: {r['failed']}" if r["failed"] else "")
         )
+    for r in results:
+        calls = ", ".join(f"{op} {n}" for op, n in r["dmsOperations"].items())
+        print(f"  {r['windows']} window(s), DMS calls by operation: {calls}")
     if args.json:
         print(json.dumps(results))
     return results

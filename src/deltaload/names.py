@@ -139,6 +139,16 @@ def window_names(table: str, run_id: str, index: int, instances: int = 1) -> Dms
     )
 
 
+def run_identifiers(table: str, run_id: str, windows: int, instances: int) -> frozenset[str]:
+    """Every DMS identifier a run of ``table`` may create with up to ``windows`` windows
+    spread over up to ``instances`` instances (the run's own names included)."""
+    found = set(dms_names(table, run_id).identifiers())
+    for index in range(1, windows + 1):
+        found.update(window_names(table, run_id, index, instances).identifiers())
+    found.update(instance_name(table, run_id, slot) for slot in range(1, instances + 1))
+    return frozenset(found)
+
+
 def instance_name(table: str, run_id: str, slot: int) -> str:
     """The replication instance ``slot`` (1-based) of a run; slot 1 is the run's own."""
     if slot == 1:

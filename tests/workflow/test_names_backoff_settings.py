@@ -118,3 +118,15 @@ def test_settings_reject_malformed_values(variable: str, value: str) -> None:
 def test_require_names_the_variable() -> None:
     with pytest.raises(SettingsError, match="SOURCE_ENDPOINT_ARN"):
         Settings.from_env(ENV).require("source_endpoint_arn")
+
+
+def test_run_identifiers_hold_every_window_and_instance_a_run_may_create() -> None:
+    """The offline Wait states end at a change of any of these (local/runtime.py)."""
+    ids = names.run_identifiers("orders", "orders-20260101T000000Z", 50, 5)
+    run = names.dms_names("orders", "orders-20260101T000000Z")
+    assert set(run.identifiers()) <= ids
+    for index in (1, 2, 50):
+        window = names.window_names("orders", "orders-20260101T000000Z", index, 5)
+        assert {window.task, window.target_endpoint, window.instance} <= ids
+    assert names.instance_name("orders", "orders-20260101T000000Z", 5) in ids
+    assert names.window_names("orders", "orders-20260101T000000Z", 51, 5).task not in ids

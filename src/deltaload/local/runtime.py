@@ -296,11 +296,14 @@ class LocalRuntime:
         if not isinstance(table, str) or not isinstance(run_id, str):
             self._local.dms_keys = None
             return None
-        from deltaload.names import dms_names
+        from deltaload.items import WINDOW_INSTANCES_MAX, WINDOWS_MAX
+        from deltaload.names import run_identifiers
 
         arn = self.execution_arn(run_id)
         if arn not in self._dms_keys:
-            ids = dms_names(table, run_id).identifiers()
+            # The run's own resources and those of every window it may plan, so that the
+            # waits of the windows' Map end at their tasks' changes too.
+            ids = run_identifiers(table, run_id, WINDOWS_MAX, WINDOW_INSTANCES_MAX)
             self._dms_keys[arn] = frozenset(str(i).lower() for i in ids)
         self._local.dms_keys = self._dms_keys[arn]
         return arn
