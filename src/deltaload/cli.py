@@ -538,14 +538,82 @@ def _short(text: str, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+BACKLOG = Annotated[
+    bool,
+    typer.Option(
+        "--backlog",
+        help="Also ask the source (offline: the probe's read-only queries) how far each "
+        "active table is behind: rows above its watermark, and windows for an item with a "
+        "windowsize.",
+    ),
+]
+# The most windows --backlog counts for one item (a fine windowsize over a long span).
+BACKLOG_WINDOWS_MAX = 100_000
+
+
+def _backlog(state: Any, raw: dict[str, Any], now: datetime, lag: int) -> dict[str, Any]:
+    """How far ``raw``'s table is behind its source: rows, and windows when it has a
+    windowsize; or why that is not known."""
+    from deltaload.items import parse_item
+    from deltaload.window import plan_windows
+
+    try:
+        item = parse_item(raw)
+    except InvalidItemError:
+        return {"notProbed": "the item is invalid (`deltaload validate`)"}
+    if not item.active:
+        return {"notProbed": "the item is not active"}
+    if not item.is_incremental:
+        return {"notProbed": "a one-shot item has no backlog"}
+    # One window over everything above the watermark: one COUNT, whatever the windowsize.
+    whole = item.model_copy(update={"window_span": None, "window_size": None})
+    probed, why = _probe_for_plan(state, whole, now, lag)
+    if probed is None:
+        return {"notProbed": why}
+    backlog: dict[str, Any] = {
+        "rows": sum(w.rows for w in probed.windows),
+        "maximum": probed.maximum,
+    }
+    if item.window_span is not None:
+        every = item.model_copy(update={"max_windows": BACKLOG_WINDOWS_MAX})
+        windows = plan_windows(every, now, source_max=probed.maximum, default_safety_lag=lag)
+        backlog["windows"] = 0 if backlog["rows"] == 0 else len(windows)
+        backlog["windowsPerRun"] = item.windows_per_run
+    return backlog
+
+
+def _backlog_text(backlog: dict[str, Any]) -> str:
+    if "notProbed" in backlog:
+        return f"not probed ({backlog['notProbed']})"
+    text = f"{backlog['rows']:,} rows above the watermark"
+    if "windows" in backlog:
+        runs = -(-backlog["windows"] // backlog["windowsPerRun"])  # ceiling
+        text += (
+            f", {backlog['windows']} window(s): {runs} run(s) of at most {backlog['windowsPerRun']}"
+        )
+    return text
+
+
 @app.command()
-def status(as_json: AS_JSON = False):
+def status(as_json: AS_JSON = False, backlog: BACKLOG = False):
     """Every table: active, filter, watermark, last run (UTC), its status (and lock), rows,
-    freshness, last schema change."""
-    items = state_source().items()
+    freshness, last schema change; with --backlog, how far each is behind its source."""
+    state = state_source()
+    items = state.items()
     now = datetime.now(UTC)
+    behind: dict[str, dict[str, Any]] = {}
+    if backlog:
+        lag = int(
+            state.function_environment("SAFETY_LAG_SECONDS")
+            or os.environ.get("SAFETY_LAG_SECONDS", "300")
+        )
+        behind = {str(i["targetTableName"]): _backlog(state, i, now, lag) for i in items}
     if as_json:
-        print_json(items)
+        print_json(
+            [{**i, "backlog": behind[str(i["targetTableName"])]} for i in items]
+            if backlog
+            else items
+        )
         return
     rows: list[list[str | Text]] = [
         [
@@ -573,6 +641,9 @@ def status(as_json: AS_JSON = False):
         if item.get("lastSchemaChange"):
             change = escape(_short(str(item["lastSchemaChange"]), 200))
             console.print(f"{name}: last schema change {change}")
+        if backlog:
+            text = _backlog_text(behind[str(item["targetTableName"])])
+            console.print(f"{name}: backlog {escape(text)}")
 
 
 @app.command()

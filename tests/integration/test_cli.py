@@ -327,3 +327,25 @@ def test_plan_lists_each_window_and_run_shows_each_windows_progress(cli, tmp_pat
         assert any(f"{index} verified" in line for line in lines), lines
     [record] = json.loads(cli("runs", "orders_s3", "--json").output)
     assert (record["status"], record["rows"], record["watermark"]) == ("SUCCEEDED", 30, "30")
+
+
+def test_status_backlog_counts_rows_and_windows_behind_the_source(cli, tmp_path):
+    item = {
+        **json.loads((SEED / "orders.json").read_text()),
+        "windowsize": "10",
+        "maxwindows": "2",
+    }
+    assert cli("onboard", write(tmp_path, "windows.json", item)).exit_code == 0
+    before = cli("status", "--backlog")
+    assert before.exit_code == 0, before.output
+    # 30 source rows, none loaded: three windows of 10, two per run.
+    assert "orders_s3: backlog 30 rows above the watermark, 3 window(s): 2 run(s)" in (
+        before.output
+    )
+    [document] = json.loads(cli("status", "--backlog", "--json").output)
+    assert document["backlog"] == {"rows": 30, "maximum": "30", "windows": 3, "windowsPerRun": 2}
+
+    assert cli("run").exit_code == 0
+    after = json.loads(cli("status", "--backlog", "--json").output)[0]["backlog"]
+    assert (after["rows"], after["windows"]) == (10, 1)  # the third window waits
+    assert "backlog" not in json.loads(cli("status", "--json").output)[0]
