@@ -48,6 +48,7 @@ import pyarrow.parquet as pq
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from deltaload.dmsstates import SERVERLESS_STARTING
 from deltaload.local.account import REGION
 from deltaload.local.dms import LocalDms, Quotas, Timing
 
@@ -64,13 +65,7 @@ TRANSIENT = {
     "starting",
     "running",
     "stopping",
-    "initializing",
-    "preparing_metadata_resources",
-    "testing_connection",
-    "fetching_metadata",
-    "calculating_capacity",
-    "provisioning_capacity",
-    "replication_starting",
+    *SERVERLESS_STARTING,
 }
 _LISTS = {
     "describe_replication_instances": ("ReplicationInstances", "ReplicationInstanceIdentifier"),
