@@ -247,3 +247,36 @@ def test_state_persists_between_runtimes(orders: OrdersTable, tmp_path, ticks: T
             i for rows in published(second, "orders_s3").values() for i in ids_of(rows)
         ) == list(range(1, 14))
     assert len(list((state / "s3").rglob("*.parquet"))) == 2
+
+
+def test_runs_started_in_one_second_keep_their_own_ids_and_records(
+    orders: OrdersTable, offline: LocalRuntime
+):
+    from deltaload.names import tick
+
+    orders.insert(range(1, 11), datetime.now(UTC) - timedelta(hours=2))
+    offline.put_item(orders.item("orders_s3"))
+    dynamodb = offline.session.client("dynamodb")
+    history = offline.template.physical_ids["RunHistoryTable"]
+    # Runs an earlier command recorded in this second and the next (run ids are ticks).
+    now = datetime.now(UTC)
+    taken = [tick(now + timedelta(seconds=s)) for s in (0, 1)]
+    for taken_tick in taken:
+        dynamodb.put_item(
+            TableName=history,
+            Item={"targetTableName": {"S": "other"}, "runId": {"S": f"other-{taken_tick}"}},
+        )
+
+    first = offline.tick()
+    second = offline.tick()  # at once, in the same second as the first if it was quick
+
+    names = [e.name for r in (first, second) for e in r.executions]
+    assert [e.status for r in (first, second) for e in r.executions] == ["SUCCEEDED"] * 2
+    assert len(set(names)) == 2, names
+    assert all(n.rsplit("-", 1)[1] > taken[-1] for n in names), (names, taken)
+    records = dynamodb.query(
+        TableName=history,
+        KeyConditionExpression="targetTableName = :t",
+        ExpressionAttributeValues={":t": {"S": "orders_s3"}},
+    )["Items"]
+    assert sorted(r["runId"]["S"] for r in records) == sorted(names)

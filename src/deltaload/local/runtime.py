@@ -638,7 +638,7 @@ class LocalRuntime:
         When ``stop`` is set (see ``interruptible``) the executions are stopped and go
         through the failure path, and Interrupted is raised.
         """
-        moment = now or datetime.now(UTC)
+        moment = now or self._unused_moment()
         event: dict[str, Any] = {
             "version": "0",
             "id": str(uuid.uuid4()),
@@ -658,6 +658,41 @@ class LocalRuntime:
             [self.execution_arn(s["runId"]) for s in started], progress, timeout, stop=stop
         )
         return TickResult(starter=summary, executions=executions)
+
+    def _unused_moment(self) -> datetime:
+        """Now, in a second no earlier run of this state folder or process is named after.
+
+        Run ids are ticks to the second. Two `deltaload run` in one second would otherwise
+        share an id: the starter would skip the second as "already started for this tick"
+        (as it must for EventBridge's duplicate deliveries) and its history record would
+        replace the first's. Waiting for the next second keeps both; the moment is never
+        moved forward, which a timestamp watermark taken from the clock could not allow.
+        """
+        from deltaload.names import tick
+
+        used = self._used_ticks()
+        moment = datetime.now(UTC)
+        while tick(moment) in used:
+            time.sleep(1.0 - moment.microsecond / 1e6 + 0.001)
+            moment = datetime.now(UTC)
+        return moment
+
+    def _used_ticks(self) -> set[str]:
+        """The ticks of the recorded runs (history table) and of this process's executions."""
+        from deltaload.names import tick
+
+        tick_length = len(tick(datetime(2000, 1, 1, tzinfo=UTC)))
+        names: list[str] = []
+        paginator = self.session.client("dynamodb").get_paginator("scan")
+        for page in paginator.paginate(
+            TableName=self.template.physical_ids["RunHistoryTable"],
+            ProjectionExpression="runId",
+        ):
+            names += [item["runId"]["S"] for item in page["Items"] if "runId" in item]
+        executions = self.session.client("stepfunctions").get_paginator("list_executions")
+        for page in executions.paginate(stateMachineArn=self.state_machine_arn):
+            names += [e["name"] for e in page["executions"]]
+        return {name[-tick_length:] for name in names}
 
     def wait_for(
         self,
