@@ -123,3 +123,11 @@ print("WHOLE")
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "WHOLE" in result.stdout
+
+
+def test_a_run_that_publishes_nothing_never_starts_the_glue_emulation(tmp_path: Path) -> None:
+    # moto's Glue imports pyparsing, a quarter of a second; the template's databases are
+    # created at the first Glue call instead (test_glue_catalog.py publishes through them).
+    result = _probe(tmp_path, ("moto.glue", "pyparsing"), ["run"])
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "IMPORTED []" in result.stderr, result.stderr

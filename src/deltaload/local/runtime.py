@@ -25,7 +25,7 @@ import threading
 import time
 import uuid
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -338,8 +338,7 @@ class LocalRuntime:
             self._create_subnet_group(logical_id)
         for logical_id in t.of_type("AWS::DMS::Endpoint"):
             self._create_endpoint(logical_id)
-        for logical_id in t.of_type("AWS::Glue::Database"):
-            self._create_glue_database(logical_id)
+        self._create_glue_databases_on_first_use(t.of_type("AWS::Glue::Database"))
         environment: dict[str, str] = {}
         for logical_id in t.of_type("AWS::Serverless::Function"):
             function = t.function(logical_id)
@@ -462,6 +461,32 @@ class LocalRuntime:
             SubnetIds=[str(s) for s in props.get("SubnetIds", ["subnet-local"])],
         )
         self.template.set_physical_id(logical_id, identifier)
+
+    def _create_glue_databases_on_first_use(self, logical_ids: Iterable[str]) -> None:
+        """Create the template's Glue databases before the first Glue call of any client.
+
+        A run that publishes nothing never reaches Glue, and moto's Glue is the dearest of
+        the emulated services to start (about a quarter of a second): a command pays it
+        only when it uses the catalog. Every caller sees the databases as deployed.
+        """
+        pending = list(logical_ids)
+        lock = threading.RLock()
+
+        def before_glue_call(**_: Any) -> None:
+            if not pending or getattr(self._local, "creating_glue", False):
+                return
+            with lock:  # a second thread's first call waits until the databases exist
+                if not pending:
+                    return
+                self._local.creating_glue = True  # the calls below pass through here
+                try:
+                    for logical_id in pending:
+                        self._create_glue_database(logical_id)
+                    pending.clear()
+                finally:
+                    self._local.creating_glue = False
+
+        self.session.events.register("before-call.glue", before_glue_call)
 
     def _create_glue_database(self, logical_id: str) -> None:
         database = self.template.properties(logical_id)["DatabaseInput"]
