@@ -19,6 +19,7 @@ command, and the tables are printed to fit 80 columns (see ``terminal``).
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import os
 import time
@@ -1147,6 +1148,11 @@ def main() -> None:
         # half-done, since every table write is committed whole or not at all.
         errors.print("[red]interrupted[/red]", highlight=False)
         raise SystemExit(130) from None
+    finally:
+        # The command's files are written and closed. Without this the interpreter's
+        # last garbage collections walk every module and emulated service before the
+        # process ends: two thirds of a second after a run, a fifth of a no-op's time.
+        gc.freeze()
 
 
 if __name__ == "__main__":
