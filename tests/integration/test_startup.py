@@ -131,3 +131,37 @@ def test_a_run_that_publishes_nothing_never_starts_the_glue_emulation(tmp_path: 
     result = _probe(tmp_path, ("moto.glue", "pyparsing"), ["run"])
     assert result.returncode == 0, result.stdout + result.stderr
     assert "IMPORTED []" in result.stderr, result.stderr
+
+
+def test_the_collector_is_off_for_start_up_only(tmp_path: Path) -> None:
+    # main() turns the garbage collector off while modules and emulated services load,
+    # and the runtime, once built, turns it back on: a long run's garbage is collected.
+    code = """
+import gc, sys
+from deltaload import cli
+seen = []
+real = cli.started_up
+def spy():
+    seen.append(("before", gc.isenabled()))
+    real()
+    seen.append(("after", gc.isenabled(), gc.get_freeze_count() > 0))
+cli.started_up = spy
+sys.argv = ["deltaload", "run"]
+try:
+    cli.main()
+except SystemExit:
+    pass
+print("SEEN", seen)
+"""
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "DELTALOAD_STATE_DIR": "state"}
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert "SEEN [('before', False), ('after', True, True)]" in result.stdout, (
+        result.stdout + result.stderr
+    )
