@@ -309,7 +309,7 @@ class _Resources(Document):
     KEY: ClassVar[str] = "resources"
 
     source_endpoint_arn: str
-    target_endpoint_arn: str
+    target_endpoint_arn: str  # a windowed run: the first window's
     created_at: Moment
     # A windowed run: the target endpoint of each window, in window order.
     window_endpoint_arns: list[str] | None = Field(default=None, exclude_if=_absent)

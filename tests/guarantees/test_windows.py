@@ -214,3 +214,36 @@ def test_windows_spread_over_two_instances_are_all_torn_down(
         assert arns[0] == arns[2] != arns[1] == arns[3]  # round robin over two instances
         assert sorted(_published_ids(rt)) == list(range(1, 401))
         assert_clean(rt)  # both instances, every window's task and endpoint: gone
+
+
+def test_a_windowed_run_creates_a_target_endpoint_per_window_and_no_other(
+    sqlite_table: OrdersTable, tmp_path: Path, ticks: Ticks
+) -> None:
+    import json
+
+    sqlite_table.insert(range(1, 301), datetime.now(UTC) - timedelta(days=1))
+    item = sqlite_table.item(TARGET, endvalue="300", windowsize=100, windowconcurrency=2)
+    with open_runtime(tmp_path / "state", sqlite_table.url) as rt:
+        created: dict[str, str] = {}  # identifier -> ARN, in creation order
+        used: dict[str, str] = {}  # task -> its target endpoint's ARN
+
+        def endpoint(parsed, **_):
+            created[parsed["Endpoint"]["EndpointIdentifier"]] = parsed["Endpoint"]["EndpointArn"]
+
+        def task(params, **_):
+            body = json.loads(params["body"])
+            used[body["ReplicationTaskIdentifier"]] = body["TargetEndpointArn"]
+
+        events = rt.session.events
+        events.register("after-call.database-migration-service.CreateEndpoint", endpoint)
+        events.register("before-call.database-migration-service.CreateReplicationTask", task)
+        rt.put_item(item)
+        moment = ticks()
+        run_id = names.execution_name(TARGET, names.tick(moment))
+        [execution] = rt.tick(now=moment).executions
+        assert execution.status == "SUCCEEDED", execution
+        windows = [names.window_names(TARGET, run_id, i) for i in range(1, 4)]
+        assert list(created) == [w.target_endpoint for w in windows]
+        assert [used[w.task] for w in windows] == [created[w.target_endpoint] for w in windows]
+        assert sorted(_published_ids(rt)) == list(range(1, 301))
+        assert_clean(rt)
