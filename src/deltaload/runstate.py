@@ -390,7 +390,15 @@ class ServerlessLoad(_Load):
     config_arn: str
 
 
-Load = TaskLoad | ServerlessLoad
+class SkippedLoad(_Load):
+    """A window of a run of several that the source probe counted without rows: no task
+    was created or started, and the window is verified and published empty."""
+
+    skipped: Literal[True]
+    reason: str
+
+
+Load = TaskLoad | ServerlessLoad | SkippedLoad
 
 
 class FailedWindow(Document):

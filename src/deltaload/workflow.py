@@ -39,6 +39,8 @@ from deltaload.runstate import (
     RunKeys,
     RunPlan,
     RunState,
+    SkippedLoad,
+    WindowPlan,
 )
 from deltaload.schema import SchemaChangeError
 from deltaload.settings import Settings
@@ -232,7 +234,7 @@ def plan_run(state: RunState, clients: Clients, settings: Settings, now: Now = u
         planned = [
             PlannedWindow(
                 index=index,
-                window=window,
+                window=_as_probed(window, probed),
                 names=names.window_names(table, run_id, index, instances),
                 keys=names.window_keys(keys, run_id, index),
                 table_mapping=table_mapping(item, window),
@@ -264,6 +266,14 @@ def plan_run(state: RunState, clients: Clients, settings: Settings, now: Now = u
         extra={"table": table, "window": run.window_text, "mode": mode, "windows": len(windows)},
     )
     return run
+
+
+def _as_probed(window: WindowPlan, probed: Probe | None) -> WindowPlan:
+    """A window of a run of several, marked empty when the probe counted no row in it:
+    its iteration starts no task (``start_load``) and publishes it empty."""
+    if probed is not None and probed.rows_of(window.lower, window.upper) == 0:
+        return without_rows(window)
+    return window
 
 
 # --- 4./5. resources -------------------------------------------------------------------
@@ -355,6 +365,16 @@ def start_load(state: RunState, clients: Clients, settings: Settings, now: Now =
 
     In a windowed run's Map iteration: the task of the iteration's window, writing to the
     window's target endpoint."""
+    if state.window is not None and state.window.window.loads_nothing:
+        logger.info(
+            "window empty: no task", extra={"table": state.table, "window": state.window.index}
+        )
+        return SkippedLoad(
+            started=False,
+            started_at=now(),
+            skipped=True,
+            reason=f"the source probe counted no rows in window {state.window.index}",
+        )
     plan, resources = _window_view(state)
     request = replication.LoadRequest(
         plan=plan,
@@ -418,6 +438,18 @@ def _wait_until_created(
 
 def check_load(state: RunState, clients: Clients, settings: Settings, now: Now = utcnow) -> Poll:
     """One look at the load: done only on a clean FULL_LOAD_ONLY_FINISHED (see replication)."""
+    if isinstance(state.load, SkippedLoad):  # an empty window: nothing to wait for
+        return _poll(
+            state.poll,
+            settings,
+            now(),
+            phase="load",
+            timeout=settings.load_timeout_seconds,
+            done=True,
+            failed=False,
+            status="no task: " + state.load.reason,
+            full_load_rows=0,
+        )
     verdict = _mode(state, settings).verdict(
         clients, state.part("run"), state.part("resources"), state.part("load")
     )
@@ -480,6 +512,8 @@ def verify_publish(
 def _full_load_rows(state: RunState, clients: Clients, settings: Settings) -> int:
     """FullLoadRows of the run's (or the iteration's window's) table in DMS's statistics."""
     plan = state.part("run")
+    if isinstance(state.load, SkippedLoad):
+        return 0  # an empty window: no task, no statistics
     stats = _mode(state, settings).statistics(clients, state.part("resources"), state.part("load"))
     row = replication.table_entry(stats, plan.source_schema, plan.table_names)
     if row is None:

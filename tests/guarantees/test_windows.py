@@ -247,3 +247,36 @@ def test_a_windowed_run_creates_a_target_endpoint_per_window_and_no_other(
         assert [used[w.task] for w in windows] == [created[w.target_endpoint] for w in windows]
         assert sorted(_published_ids(rt)) == list(range(1, 301))
         assert_clean(rt)
+
+
+def test_a_window_the_probe_found_empty_gets_no_task(
+    sqlite_table: OrdersTable, tmp_path: Path, ticks: Ticks
+) -> None:
+    import json
+
+    old = datetime.now(UTC) - timedelta(days=1)
+    sqlite_table.insert([*range(1, 101), *range(201, 301)], old)  # no row in 101-200
+    item = sqlite_table.item(TARGET, endvalue="300", windowsize=100, windowconcurrency=2)
+    with open_runtime(tmp_path / "state", sqlite_table.url) as rt:
+        tasks: list[str] = []
+
+        def task(params, **_):
+            tasks.append(json.loads(params["body"])["ReplicationTaskIdentifier"])
+
+        rt.session.events.register(
+            "before-call.database-migration-service.CreateReplicationTask", task
+        )
+        rt.put_item(item)
+        moment = ticks()
+        run_id = names.execution_name(TARGET, names.tick(moment))
+        [execution] = rt.tick(now=moment).executions
+        assert execution.status == "SUCCEEDED", execution
+        windows = [names.window_names(TARGET, run_id, i) for i in range(1, 4)]
+        assert sorted(tasks) == sorted([windows[0].task, windows[2].task])
+        ids = _published_ids(rt)
+        assert sorted(ids) == [*range(1, 101), *range(201, 301)]
+        assert set(ids.values()) == {1}
+        assert rt.item(TARGET)["watermark"] == "300"
+        manifests = assert_lake_consistent(rt, TARGET)
+        assert [manifests[f"{run_id}-w{i:04d}"]["rows"] for i in (1, 2, 3)] == [100, 0, 100]
+        assert_clean(rt)
