@@ -438,21 +438,15 @@ def _wait_until_created(
 
 def check_load(state: RunState, clients: Clients, settings: Settings, now: Now = utcnow) -> Poll:
     """One look at the load: done only on a clean FULL_LOAD_ONLY_FINISHED (see replication)."""
-    if isinstance(state.load, SkippedLoad):  # an empty window: nothing to wait for
-        return _poll(
-            state.poll,
-            settings,
-            now(),
-            phase="load",
-            timeout=settings.load_timeout_seconds,
-            done=True,
-            failed=False,
-            status="no task: " + state.load.reason,
-            full_load_rows=0,
+    load = state.part("load")
+    if isinstance(load, SkippedLoad):  # an empty window: nothing to wait for
+        verdict = replication.Verdict(
+            done=True, failed=False, status=f"no task: {load.reason}", full_load_rows=0
         )
-    verdict = _mode(state, settings).verdict(
-        clients, state.part("run"), state.part("resources"), state.part("load")
-    )
+    else:
+        verdict = _mode(state, settings).verdict(
+            clients, state.part("run"), state.part("resources"), load
+        )
     return _poll(
         state.poll,
         settings,
