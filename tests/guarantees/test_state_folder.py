@@ -200,12 +200,28 @@ PHASES = [
 ]
 
 
-@pytest.mark.parametrize("phase", PHASES)
-def test_a_kill_at_any_phase_loses_and_doubles_nothing(folder: Folder, phase: str) -> None:
-    folder.onboard(SEED)
+# A windowed run (windows of 10 rows, two at a time): its own phases.
+WINDOWED = {**SEED, "windowsize": "10", "windowconcurrency": "2"}
+WINDOWED_PHASES = [
+    "mid-load",  # a window's task has written a staging file
+    "after:VerifyPublishFunction#1",  # one window verified in staging, nothing published
+    "after:VerifyPublishFunction#3",  # both windows published, the watermark not recorded
+    "before-rename:ControllerTable@RecordSuccessFunction",
+]
+KILLS = [pytest.param(SEED, phase, id=phase) for phase in PHASES] + [
+    pytest.param(WINDOWED, phase, id=f"windowed-{phase}") for phase in WINDOWED_PHASES
+]
+
+
+@pytest.mark.parametrize(("item", "phase"), KILLS)
+def test_a_kill_at_any_phase_loses_and_doubles_nothing(
+    folder: Folder, item: dict[str, Any], phase: str
+) -> None:
+    folder.onboard(item)
     first = folder.run("run")
     assert first.returncode == 0, first.stdout + first.stderr
-    folder.add_rows(31, 50)
+    assert folder.items()["orders_s3"]["watermark"] == "30"
+    folder.add_rows(31, 50)  # windowed: the next run loads 31-40 and 41-50 side by side
 
     killed = folder.run("run", DELTALOAD_TEST_KILL_AT=phase)
     assert killed.returncode == -signal.SIGKILL, (killed.returncode, killed.stderr)
@@ -220,40 +236,6 @@ def test_a_kill_at_any_phase_loses_and_doubles_nothing(folder: Folder, phase: st
     assert "lockOwner" not in item, item
     assert item["watermark"] == "50"
     assert folder.lake_rows("orders_s3") == list(range(1, 51))
-    history = folder.history("orders_s3")
-    assert [r for r in history if r["status"] == "RUNNING"] == [], history
-    assert history[-1]["status"] == "SUCCEEDED"
-
-
-WINDOWED = {**SEED, "windowsize": "10", "windowconcurrency": "2"}
-WINDOWED_PHASES = [
-    "mid-load",  # a window's task has written a staging file
-    "after:VerifyPublishFunction#1",  # one window verified in staging, nothing published
-    "after:VerifyPublishFunction#3",  # both windows published, the watermark not recorded
-    "before-rename:ControllerTable@RecordSuccessFunction",
-]
-
-
-@pytest.mark.parametrize("phase", WINDOWED_PHASES)
-def test_a_kill_in_a_windowed_run_loses_and_doubles_nothing(folder: Folder, phase: str) -> None:
-    folder.onboard(WINDOWED)
-    first = folder.run("run")
-    assert first.returncode == 0, first.stdout + first.stderr
-    assert folder.items()["orders_s3"]["watermark"] == "30"  # windows 1-10, 11-20, 21-30
-    folder.add_rows(31, 50)  # the next run: windows 31-40 and 41-50, side by side
-
-    killed = folder.run("run", DELTALOAD_TEST_KILL_AT=phase)
-    assert killed.returncode == -signal.SIGKILL, (killed.returncode, killed.stderr)
-    folder.assert_tables_readable()
-
-    rerun = folder.run("run")
-    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
-    assert "Traceback" not in rerun.stderr
-    folder.assert_sound()
-    item = folder.items()["orders_s3"]
-    assert "lockOwner" not in item, item
-    assert item["watermark"] == "50"
-    assert folder.lake_rows("orders_s3") == list(range(1, 51))  # each row once
     history = folder.history("orders_s3")
     assert [r for r in history if r["status"] == "RUNNING"] == [], history
     assert history[-1]["status"] == "SUCCEEDED"

@@ -9,6 +9,7 @@ and every row is published exactly once across both runs.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -35,6 +36,26 @@ def _task_of_window(moment: datetime, index: int) -> str:
 
 def _published_ids(rt, column: str = "row_id") -> Counter:
     return Counter(r[column] for rows in published_rows(rt, TARGET).values() for r in rows)
+
+
+def _dms_requests(rt, operation: str) -> list[dict]:
+    """The request bodies of one DMS operation, from now on, in call order."""
+    bodies: list[dict] = []
+    rt.session.events.register(
+        f"before-call.database-migration-service.{operation}",
+        lambda params, **_: bodies.append(json.loads(params["body"])),
+    )
+    return bodies
+
+
+def _one_windowed_run(rt, ticks: Ticks, item: dict, windows: int) -> tuple[str, list]:
+    """Tick ``item`` once; its run id and the names of its windows (the run succeeded)."""
+    rt.put_item(item)
+    moment = ticks()
+    run_id = names.execution_name(TARGET, names.tick(moment))
+    [execution] = rt.tick(now=moment).executions
+    assert execution.status == "SUCCEEDED", execution
+    return run_id, [names.window_names(TARGET, run_id, i) for i in range(1, windows + 1)]
 
 
 def run_with_a_failed_window(
@@ -91,7 +112,6 @@ def test_an_aborted_windowed_run_leaves_no_window_task_endpoint_or_staging(
 ) -> None:
     """StopExecution runs no Catch: CleanupAbortedFunction finds every window's task and
     endpoint by name (the run noted its window count before creating anything)."""
-    import json
     import time
 
     from deltaload import workflow
@@ -187,30 +207,16 @@ def test_when_the_first_window_fails_nothing_is_published_and_the_watermark_stay
 def test_windows_spread_over_two_instances_are_all_torn_down(
     sqlite_table: OrdersTable, tmp_path: Path, ticks: Ticks
 ) -> None:
-    import json
-
     sqlite_table.insert(range(1, 401), datetime.now(UTC) - timedelta(days=1))
     item = sqlite_table.item(
         TARGET, endvalue="400", windowsize=100, windowconcurrency=2, windowinstances=2
     )
     with open_runtime(tmp_path / "state", sqlite_table.url) as rt:
-        placed: dict[str, str] = {}
-
-        def record(params, **_):
-            body = json.loads(params["body"])
-            placed[body["ReplicationTaskIdentifier"]] = body["ReplicationInstanceArn"]
-
-        rt.session.events.register(
-            "before-call.database-migration-service.CreateReplicationTask", record
-        )
-        rt.put_item(item)
-        moment = ticks()
-        run_id = names.execution_name(TARGET, names.tick(moment))
-        [execution] = rt.tick(now=moment).executions
-        assert execution.status == "SUCCEEDED", execution
-        tasks = [names.window_names(TARGET, run_id, i).task for i in range(1, 5)]
-        assert sorted(placed) == sorted(tasks)
-        arns = [placed[t] for t in tasks]
+        tasks = _dms_requests(rt, "CreateReplicationTask")
+        _, windows = _one_windowed_run(rt, ticks, item, 4)
+        placed = {t["ReplicationTaskIdentifier"]: t["ReplicationInstanceArn"] for t in tasks}
+        assert sorted(placed) == sorted(w.task for w in windows)
+        arns = [placed[w.task] for w in windows]
         assert arns[0] == arns[2] != arns[1] == arns[3]  # round robin over two instances
         assert sorted(_published_ids(rt)) == list(range(1, 401))
         assert_clean(rt)  # both instances, every window's task and endpoint: gone
@@ -219,31 +225,20 @@ def test_windows_spread_over_two_instances_are_all_torn_down(
 def test_a_windowed_run_creates_a_target_endpoint_per_window_and_no_other(
     sqlite_table: OrdersTable, tmp_path: Path, ticks: Ticks
 ) -> None:
-    import json
-
     sqlite_table.insert(range(1, 301), datetime.now(UTC) - timedelta(days=1))
     item = sqlite_table.item(TARGET, endvalue="300", windowsize=100, windowconcurrency=2)
     with open_runtime(tmp_path / "state", sqlite_table.url) as rt:
         created: dict[str, str] = {}  # identifier -> ARN, in creation order
-        used: dict[str, str] = {}  # task -> its target endpoint's ARN
 
         def endpoint(parsed, **_):
             created[parsed["Endpoint"]["EndpointIdentifier"]] = parsed["Endpoint"]["EndpointArn"]
 
-        def task(params, **_):
-            body = json.loads(params["body"])
-            used[body["ReplicationTaskIdentifier"]] = body["TargetEndpointArn"]
-
-        events = rt.session.events
-        events.register("after-call.database-migration-service.CreateEndpoint", endpoint)
-        events.register("before-call.database-migration-service.CreateReplicationTask", task)
-        rt.put_item(item)
-        moment = ticks()
-        run_id = names.execution_name(TARGET, names.tick(moment))
-        [execution] = rt.tick(now=moment).executions
-        assert execution.status == "SUCCEEDED", execution
-        windows = [names.window_names(TARGET, run_id, i) for i in range(1, 4)]
+        rt.session.events.register("after-call.database-migration-service.CreateEndpoint", endpoint)
+        tasks = _dms_requests(rt, "CreateReplicationTask")
+        _, windows = _one_windowed_run(rt, ticks, item, 3)
         assert list(created) == [w.target_endpoint for w in windows]
+        # Each window's task writes through its own endpoint.
+        used = {t["ReplicationTaskIdentifier"]: t["TargetEndpointArn"] for t in tasks}
         assert [used[w.task] for w in windows] == [created[w.target_endpoint] for w in windows]
         assert sorted(_published_ids(rt)) == list(range(1, 301))
         assert_clean(rt)
@@ -252,27 +247,14 @@ def test_a_windowed_run_creates_a_target_endpoint_per_window_and_no_other(
 def test_a_window_the_probe_found_empty_gets_no_task(
     sqlite_table: OrdersTable, tmp_path: Path, ticks: Ticks
 ) -> None:
-    import json
-
     old = datetime.now(UTC) - timedelta(days=1)
     sqlite_table.insert([*range(1, 101), *range(201, 301)], old)  # no row in 101-200
     item = sqlite_table.item(TARGET, endvalue="300", windowsize=100, windowconcurrency=2)
     with open_runtime(tmp_path / "state", sqlite_table.url) as rt:
-        tasks: list[str] = []
-
-        def task(params, **_):
-            tasks.append(json.loads(params["body"])["ReplicationTaskIdentifier"])
-
-        rt.session.events.register(
-            "before-call.database-migration-service.CreateReplicationTask", task
-        )
-        rt.put_item(item)
-        moment = ticks()
-        run_id = names.execution_name(TARGET, names.tick(moment))
-        [execution] = rt.tick(now=moment).executions
-        assert execution.status == "SUCCEEDED", execution
-        windows = [names.window_names(TARGET, run_id, i) for i in range(1, 4)]
-        assert sorted(tasks) == sorted([windows[0].task, windows[2].task])
+        tasks = _dms_requests(rt, "CreateReplicationTask")
+        run_id, windows = _one_windowed_run(rt, ticks, item, 3)
+        created = sorted(t["ReplicationTaskIdentifier"] for t in tasks)
+        assert created == sorted([windows[0].task, windows[2].task])
         ids = _published_ids(rt)
         assert sorted(ids) == [*range(1, 101), *range(201, 301)]
         assert set(ids.values()) == {1}
