@@ -9,6 +9,7 @@ stack's ProbeSource=false nothing is asked and an empty tick goes through DMS as
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -93,6 +94,9 @@ def test_a_timestamp_window_without_rows_advances_like_an_empty_load(
     offline.tick(now=ticks())
     loaded = offline.item("orders_ts")["watermark"]
     calls.clear()
+    # The window's upper bound is the clock to the second (lag 0): a run in the same second
+    # as the first would plan [watermark, watermark] and rightly move nothing.
+    time.sleep(1.0 - datetime.now(UTC).microsecond / 1e6)
     again = offline.tick(now=ticks())
     assert [e.status for e in again.executions] == ["SUCCEEDED"]
     assert all(c.startswith("TeardownFunction:Describe") for c in _run_calls(calls)), calls
