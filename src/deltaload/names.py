@@ -72,6 +72,9 @@ def tick(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime(TICK_FORMAT)
 
 
+TICK_LENGTH = len(tick(datetime(2000, 1, 1, tzinfo=UTC)))  # every tick's, and a run id's end
+
+
 def execution_name(table: str, tick_text: str) -> str:
     """``<sanitised table>-<tick>``; a short hash keeps altered or cut names distinct."""
     clean = re.sub(r"[^A-Za-z0-9_-]", "_", table)

@@ -35,7 +35,7 @@ from deltaload.settings import REPLICATION_MODES, Settings
 from deltaload.workflow import utcnow
 
 START_ATTEMPTS = 6
-_TICK_SUFFIX = len("-") + len(names.tick(datetime(2000, 1, 1, tzinfo=UTC)))
+_TICK_SUFFIX = len("-") + names.TICK_LENGTH
 
 
 @dataclass(frozen=True)

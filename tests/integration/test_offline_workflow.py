@@ -249,34 +249,43 @@ def test_state_persists_between_runtimes(orders: OrdersTable, tmp_path, ticks: T
     assert len(list((state / "s3").rglob("*.parquet"))) == 2
 
 
-def test_runs_started_in_one_second_keep_their_own_ids_and_records(
-    orders: OrdersTable, offline: LocalRuntime
-):
+def test_runs_started_in_one_second_keep_their_own_ids_and_records(orders: OrdersTable, tmp_path):
     from deltaload.names import tick
 
-    orders.insert(range(1, 11), datetime.now(UTC) - timedelta(hours=2))
-    offline.put_item(orders.item("orders_s3"))
-    dynamodb = offline.session.client("dynamodb")
-    history = offline.template.physical_ids["RunHistoryTable"]
-    # Runs an earlier command recorded in this second and the next (run ids are ticks).
-    now = datetime.now(UTC)
-    taken = [tick(now + timedelta(seconds=s)) for s in (0, 1)]
-    for taken_tick in taken:
-        dynamodb.put_item(
-            TableName=history,
-            Item={"targetTableName": {"S": "other"}, "runId": {"S": f"other-{taken_tick}"}},
+    def command() -> LocalRuntime:
+        """One `deltaload` command's runtime on the test's state folder."""
+        return LocalRuntime(
+            ROOT,
+            tmp_path / "folder",
+            Source.from_url(orders.url, schema="dwh"),
+            timing=FAST,
+            environment={"POLL_INITIAL_SECONDS": "0", "POLL_MAX_SECONDS": "1"},
         )
 
-    first = offline.tick()
-    second = offline.tick()  # at once, in the same second as the first if it was quick
+    orders.insert(range(1, 11), datetime.now(UTC) - timedelta(hours=2))
+    # An earlier command recorded runs in this second and the next few (run ids are
+    # ticks): the next command starts within them.
+    now = datetime.now(UTC)
+    taken = [tick(now + timedelta(seconds=s)) for s in range(4)]
+    with command() as earlier:
+        earlier.put_item(orders.item("orders_s3"))
+        for taken_tick in taken:
+            earlier.session.client("dynamodb").put_item(
+                TableName=earlier.template.physical_ids["RunHistoryTable"],
+                Item={"targetTableName": {"S": "other"}, "runId": {"S": f"other-{taken_tick}"}},
+            )
 
-    names = [e.name for r in (first, second) for e in r.executions]
-    assert [e.status for r in (first, second) for e in r.executions] == ["SUCCEEDED"] * 2
-    assert len(set(names)) == 2, names
-    assert all(n.rsplit("-", 1)[1] > taken[-1] for n in names), (names, taken)
-    records = dynamodb.query(
-        TableName=history,
-        KeyConditionExpression="targetTableName = :t",
-        ExpressionAttributeValues={":t": {"S": "orders_s3"}},
-    )["Items"]
-    assert sorted(r["runId"]["S"] for r in records) == sorted(names)
+    with command() as rt:
+        first = rt.tick()
+        second = rt.tick()  # at once, in the same second as the first if it was quick
+
+        names = [e.name for r in (first, second) for e in r.executions]
+        assert [e.status for r in (first, second) for e in r.executions] == ["SUCCEEDED"] * 2
+        assert len(set(names)) == 2, names
+        assert all(n.rsplit("-", 1)[1] > taken[-1] for n in names), (names, taken)
+        records = rt.session.client("dynamodb").query(
+            TableName=rt.template.physical_ids["RunHistoryTable"],
+            KeyConditionExpression="targetTableName = :t",
+            ExpressionAttributeValues={":t": {"S": "orders_s3"}},
+        )["Items"]
+        assert sorted(r["runId"]["S"] for r in records) == sorted(names)

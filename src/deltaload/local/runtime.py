@@ -48,6 +48,8 @@ from deltaload.local.s3 import DiskS3
 from deltaload.local.sessions import share_botocore_data
 from deltaload.local.source import Source
 from deltaload.local.template import LocalFunction, Template
+from deltaload.names import TICK_LENGTH
+from deltaload.names import tick as tick_of
 from deltaload.outcome import ExecutionResult, RunOutcome, TickResult, run_outcome
 
 # Short waits locally: the state machine takes every wait from the monitoring step.
@@ -142,6 +144,7 @@ class LocalRuntime:
         # Per execution: the engine's change count its last step had seen, and its DMS
         # identifiers, so its Wait states end at the next change of its own resources.
         self._seen_changes: dict[str, int] = {}
+        self._used_ticks: set[str] = set()  # the run ids' ticks of this folder (_unused_moment)
         self._dms_keys: dict[str, frozenset[str]] = {}
         self._previous_sleep: Callable[[float], None] | None = None
         self.template: Template
@@ -376,6 +379,11 @@ class LocalRuntime:
             name = self.template.physical_ids[logical_id]
             for item in items:
                 dynamodb.put_item(TableName=name, Item=item)
+        self._used_ticks = {
+            str(item["runId"]["S"])[-TICK_LENGTH:]
+            for item in tables.get("RunHistoryTable", [])
+            if "S" in item.get("runId", {})
+        }
 
     def _write_through(self) -> None:
         """After each successful write to a persisted table, replace that table's file.
@@ -682,6 +690,7 @@ class LocalRuntime:
         }
         if tables:
             event["tables"] = list(tables)
+        self._used_ticks.add(tick_of(moment))
         summary = self.invoke("StarterFunction", event)
         started = summary.get("started", [])
         executions = self.wait_for(
@@ -690,39 +699,21 @@ class LocalRuntime:
         return TickResult(starter=summary, executions=executions)
 
     def _unused_moment(self) -> datetime:
-        """Now, in a second no earlier run of this state folder or process is named after.
+        """Now, in a second no run of this state folder (recorded, or ticked by this
+        runtime) is named after.
 
         Run ids are ticks to the second. Two `deltaload run` in one second would otherwise
         share an id: the starter would skip the second as "already started for this tick"
         (as it must for EventBridge's duplicate deliveries) and its history record would
         replace the first's. Waiting for the next second keeps both; the moment is never
         moved forward, which a timestamp watermark taken from the clock could not allow.
+        Only the folder's writer ticks, so the ticks read at restore and those since are all.
         """
-        from deltaload.names import tick
-
-        used = self._used_ticks()
         moment = datetime.now(UTC)
-        while tick(moment) in used:
+        while tick_of(moment) in self._used_ticks:
             time.sleep(1.0 - moment.microsecond / 1e6 + 0.001)
             moment = datetime.now(UTC)
         return moment
-
-    def _used_ticks(self) -> set[str]:
-        """The ticks of the recorded runs (history table) and of this process's executions."""
-        from deltaload.names import tick
-
-        tick_length = len(tick(datetime(2000, 1, 1, tzinfo=UTC)))
-        names: list[str] = []
-        paginator = self.session.client("dynamodb").get_paginator("scan")
-        for page in paginator.paginate(
-            TableName=self.template.physical_ids["RunHistoryTable"],
-            ProjectionExpression="runId",
-        ):
-            names += [item["runId"]["S"] for item in page["Items"] if "runId" in item]
-        executions = self.session.client("stepfunctions").get_paginator("list_executions")
-        for page in executions.paginate(stateMachineArn=self.state_machine_arn):
-            names += [e["name"] for e in page["executions"]]
-        return {name[-tick_length:] for name in names}
 
     def wait_for(
         self,
