@@ -732,9 +732,7 @@ class TaskReplication(_Replication):
     ) -> Resources:
         """Create (or find) the run's compute and its target endpoint."""
         instance_arn = self.instance_arn(clients, settings, plan, tags)
-        target_arn = ensure_target_endpoint(
-            clients, settings, plan.names.target_endpoint, plan.keys.staging_folder, tags
-        )
+        target_arn = ensure_target_endpoint(clients, settings, *plan.first_target, tags)
         return self.resources(
             source_endpoint_arn=settings.require("source_endpoint_arn"),
             target_endpoint_arn=target_arn,
@@ -811,9 +809,7 @@ class ServerlessReplication(_Replication):
     ) -> Resources:
         """Create (or find) the run's target endpoint, then its replication config."""
         source_arn = settings.require("source_endpoint_arn")
-        target_arn = ensure_target_endpoint(
-            clients, settings, plan.names.target_endpoint, plan.keys.staging_folder, tags
-        )
+        target_arn = ensure_target_endpoint(clients, settings, *plan.first_target, tags)
         config_arn = ensure_config(
             clients,
             settings,

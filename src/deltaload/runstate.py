@@ -272,6 +272,17 @@ class RunPlan(Document):
         """True when the run loads several windows (the state machine's Map)."""
         return len(self.windows) > 1
 
+    @property
+    def first_target(self) -> tuple[str, str]:
+        """The target endpoint created with the compute and its staging folder: the run's,
+        or in a windowed run its first window's (a windowed run has no run-level one)."""
+        names, keys = (
+            (self.windows[0].names, self.windows[0].keys)
+            if self.windowed
+            else (self.names, self.keys)
+        )
+        return names.target_endpoint, keys.staging_folder
+
     @computed_field
     def window_text(self) -> str:
         """The window in one line."""

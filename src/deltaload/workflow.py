@@ -293,21 +293,11 @@ def create_resources(
     )
     store.note_history(clients, settings, state.table, state.run_id, note)
     tags = _tags(settings, state.table, state.run_id)
+    resources = _mode(state, settings).create(clients, settings, plan, tags, now())
     if not plan.windowed:
-        return _mode(state, settings).create(clients, settings, plan, tags, now())
-    # Each window writes to a staging folder of its own: a target endpoint each. The
-    # first window's is the one created with the compute: no run-level endpoint that no
-    # task would use.
-    first = plan.windows[0]
-    with_first_endpoint = plan.model_copy(
-        update={
-            "names": plan.names.model_copy(update={"target_endpoint": first.names.target_endpoint}),
-            "keys": plan.keys.model_copy(
-                update={k: getattr(first.keys, k) for k in ("staging_folder", "staging_prefix")}
-            ),
-        }
-    )
-    resources = _mode(state, settings).create(clients, settings, with_first_endpoint, tags, now())
+        return resources
+    # Each window writes to a staging folder of its own: a target endpoint each, the
+    # first window's created with the compute (RunPlan.first_target).
     arns = [resources.target_endpoint_arn] + [
         replication.ensure_target_endpoint(
             clients, settings, w.names.target_endpoint, w.keys.staging_folder, tags
