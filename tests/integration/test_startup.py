@@ -33,18 +33,23 @@ sys.exit(code)
 """
 
 
-def _probe(folder: Path, heavy: tuple[str, ...], args: list[str]) -> subprocess.CompletedProcess:
-    """``deltaload ARGS`` in a fresh interpreter in ``folder``; stderr names the ``heavy``
-    modules it imported."""
+def _python(code: str, folder: Path | None = None, *args: str) -> subprocess.CompletedProcess:
+    """``code`` in a fresh interpreter (in ``folder``, state folder ``state``)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "DELTALOAD_STATE_DIR": "state"}
     return subprocess.run(
-        [sys.executable, "-c", PROBE.format(heavy=heavy), *args],
+        [sys.executable, "-c", code, *args],
         cwd=folder,
         env=env,
         capture_output=True,
         text=True,
         timeout=120,
     )
+
+
+def _probe(folder: Path, heavy: tuple[str, ...], args: list[str]) -> subprocess.CompletedProcess:
+    """``deltaload ARGS`` in a fresh interpreter in ``folder``; stderr names the ``heavy``
+    modules it imported."""
+    return _python(PROBE.format(heavy=heavy), folder, *args)
 
 
 @pytest.fixture
@@ -117,10 +122,7 @@ with mock_aws():
     assert batch.describe_compute_environments()["computeEnvironments"] == []
 print("WHOLE")
 """
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    result = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
-    )
+    result = _python(code)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "WHOLE" in result.stdout
 
@@ -153,15 +155,7 @@ except SystemExit:
     pass
 print("SEEN", seen)
 """
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "DELTALOAD_STATE_DIR": "state"}
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = _python(code, tmp_path)
     assert "SEEN [('before', False), ('after', True, True)]" in result.stdout, (
         result.stdout + result.stderr
     )
