@@ -87,6 +87,17 @@ class ProbeError(DeltaloadError):
     """The source could not be asked (secret, connection, query or timeout)."""
 
 
+class SourceUnreachableError(ProbeError):
+    """The probe did not reach the source, or lost it: refused, timed out connecting, the
+    connection dropped, the server starting, shutting down or out of connections.
+
+    ProbeSource's Retry names this class (its Lambda error type), so a failover or a
+    restart of the source delays a run instead of failing it; an answer from the source
+    (a refused login, an unknown database, a statement timeout) is a ProbeError, which the
+    same probe would get again, and is not retried.
+    """
+
+
 ProbedWindow = ProbedWindowCount  # one planned window and the rows its filter selects
 
 
@@ -466,16 +477,97 @@ def probe_source(
     import sqlalchemy as sa
 
     table = item.target_table_name
+    where = f"table {table!r}: the probe of {item.source_schema}.{item.source_table}"
     try:
         with connect(access, timeout_seconds) as connection:
             return probe(connection, access.dialect, item, now, default_safety_lag)
     except sa.exc.DBAPIError as error:
-        reason = str(error.orig).strip().splitlines()[0] if error.orig else type(error).__name__
+        cause = error.orig if error.orig is not None else error
+        reason = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
+        if error.connection_invalidated or unreachable(access.dialect, cause):
+            raise SourceUnreachableError(
+                f"{where} could not reach {access.describe()} (retried by the state "
+                f"machine): {reason}"
+            ) from None
         raise ProbeError(
-            f"table {table!r}: the probe of {item.source_schema}.{item.source_table} on "
-            f"{access.describe()} failed (timeout {timeout_seconds} s): {reason}"
+            f"{where} on {access.describe()} failed (timeout {timeout_seconds} s): {reason}"
+        ) from None
+    except OSError as error:  # a driver's socket error it does not wrap (python-tds)
+        raise SourceUnreachableError(
+            f"{where} could not reach {access.describe()} (retried by the state machine): "
+            f"{type(error).__name__}: {error or 'no answer'}"
         ) from None
     except sa.exc.SQLAlchemyError as error:
         raise ProbeError(
             f"table {table!r}: the probe on {access.describe()} failed: {error}"
         ) from None
+
+
+# --- which failures are worth retrying --------------------------------------------------
+#
+# A failure to reach the source, or a connection it dropped, may pass (a Multi-AZ
+# failover takes one to two minutes, a restart less); an answer from the source does not
+# (a refused login, an unknown database or table, a statement timeout: the same probe gets
+# it again). Each driver tells them apart its own way:
+
+# PostgreSQL SQLSTATEs (Appendix A, "PostgreSQL Error Codes"): class 08 connection
+# exception; 57P01 admin_shutdown, 57P02 crash_shutdown, 57P03 cannot_connect_now;
+# 53300 too_many_connections. 57014 query_canceled (the statement timeout) is not here.
+_POSTGRES_TRANSIENT_CLASS = "08"
+_POSTGRES_TRANSIENT = {"57P01", "57P02", "57P03", "53300"}
+# psycopg reports a failed connection attempt without a SQLSTATE, with the server's
+# message when the server answered ("FATAL:  role ... does not exist") and the socket's
+# otherwise ("Connection refused", "timeout expired", "failed to resolve host").
+_POSTGRES_TRANSIENT_FATAL = (
+    "the database system is starting up",
+    "the database system is shutting down",
+    "the database system is in recovery mode",
+    "too many clients already",
+    "remaining connection slots are reserved",
+)
+# MySQL and MariaDB error numbers (client 2002 socket, 2003 TCP connect, 2006 server gone
+# away, 2013 lost connection during query; server 1040 too many connections, 1053 server
+# shutdown in progress, 1927 connection killed (MariaDB)). 3024 and 1969 (the statement
+# timeouts) and 1045/1698 (access denied) are not here.
+_MYSQL_TRANSIENT = {2002, 2003, 2006, 2013, 1040, 1053, 1927}
+# python-oracledb: DPY-6005 cannot connect, DPY-4011 connection closed, DPY-6000 listener
+# refused (a service not yet registered after a failover); ORA-12170 connect timeout,
+# ORA-12541 no listener, ORA-03113/03114/03135 connection lost. DPY-4024 (call timeout,
+# the statement timeout) and ORA-01017 (invalid credentials) are not here.
+_ORACLE_TRANSIENT = {
+    "DPY-6005",
+    "DPY-4011",
+    "DPY-6000",
+    "ORA-12170",
+    "ORA-12541",
+    "ORA-03113",
+    "ORA-03114",
+    "ORA-03135",
+}
+# SQL Server error numbers: 40613 database unavailable, 40197 and 40501 service busy or
+# failing over, 4060 is a database that does not exist (not here), 18456 login failed
+# (not here). python-tds reports a socket that did not connect as "Cannot connect to".
+_MSSQL_TRANSIENT = {40613, 40197, 40501, 10928, 10929}
+
+
+def unreachable(dialect: str, error: BaseException) -> bool:
+    """Whether a driver's error means the source was not reached or dropped the
+    connection (worth retrying), not an answer that would come again (pure)."""
+    message = str(error)
+    if dialect == "postgresql":
+        state = getattr(error, "sqlstate", None)
+        if state:
+            return state.startswith(_POSTGRES_TRANSIENT_CLASS) or state in _POSTGRES_TRANSIENT
+        if "FATAL:" in message:
+            return any(text in message for text in _POSTGRES_TRANSIENT_FATAL)
+        return True  # no SQLSTATE and no answer from the server: the connection failed
+    if dialect == "mysql":
+        code = error.args[0] if error.args else None
+        return isinstance(code, int) and code in _MYSQL_TRANSIENT
+    if dialect == "oracle":
+        detail = error.args[0] if error.args else None
+        return getattr(detail, "full_code", None) in _ORACLE_TRANSIENT
+    if dialect == "mssql":
+        number = getattr(error, "number", None)
+        return number in _MSSQL_TRANSIENT or message.startswith("Cannot connect to")
+    return False  # SQLite (offline): a local file, nothing to wait for

@@ -11,13 +11,16 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
-from deltaload import handlers, workflow
+from deltaload import handlers, probe, workflow
 from deltaload.local.runtime import LocalRuntime, Source
 from deltaload.outcome import run_outcome
 from tests.integration.conftest import FAST, ROOT, OrdersTable, Ticks
@@ -189,3 +192,80 @@ def test_with_the_probe_switched_off_nothing_is_asked(
     assert "CreateResourcesFunction:CreateReplicationInstance" in calls
     assert probe_off.item("orders_off")["watermark"] == "5"
     assert_clean(probe_off)
+
+
+@dataclass
+class ProbeConnections:
+    """Each probe connection takes the next ``planned`` outcome: an error it raises instead
+    of connecting, or None to connect (also once the list is used up); ``attempts`` holds
+    one entry per connection attempted."""
+
+    planned: list[Exception | None] = field(default_factory=list)
+    attempts: list[Exception | None] = field(default_factory=list)
+
+
+@pytest.fixture
+def probe_connections(monkeypatch: pytest.MonkeyPatch) -> ProbeConnections:
+    connections = ProbeConnections()
+    real = probe.connect
+
+    @contextmanager
+    def connect(access: probe.SourceAccess, timeout_seconds: int) -> Iterator[Any]:
+        outcome = connections.planned.pop(0) if connections.planned else None
+        connections.attempts.append(outcome)
+        if outcome is not None:
+            raise outcome
+        with real(access, timeout_seconds) as connection:
+            yield connection
+
+    monkeypatch.setattr(probe, "connect", connect)
+    return connections
+
+
+class _Denied(Exception):
+    """A driver's answer that the login may not read the table (PostgreSQL 42501, MySQL
+    1142), which the same probe would get again."""
+
+    sqlstate = "42501"
+
+    def __init__(self) -> None:
+        super().__init__(1142, "permission denied for table orders")
+
+
+def test_a_source_unreachable_for_a_moment_delays_the_run(
+    orders: OrdersTable,
+    offline: LocalRuntime,
+    ticks: Ticks,
+    probe_connections: ProbeConnections,
+) -> None:
+    orders.insert(range(1, 6), datetime.now(UTC) - timedelta(hours=1))
+    offline.put_item(orders.item("orders_flaky"))
+    probe_connections.planned.append(ConnectionRefusedError(111, "Connection refused"))
+    [run] = offline.tick(now=ticks()).executions
+    assert run.status == "SUCCEEDED"
+    # ProbeSource's Retry ran the probe again (SourceUnreachableError) and it got through.
+    assert len(probe_connections.attempts) == 2 and probe_connections.attempts[1] is None
+    assert run.output["probe"]["windows"] == [{"lower": "1", "upper": "5", "rows": 5}]
+    assert ids_of(published(offline, "orders_flaky")[run.name]) == [1, 2, 3, 4, 5]
+    assert offline.item("orders_flaky")["watermark"] == "5"
+
+
+def test_an_answer_from_the_source_fails_the_run_at_once(
+    orders: OrdersTable,
+    offline: LocalRuntime,
+    ticks: Ticks,
+    probe_connections: ProbeConnections,
+) -> None:
+    orders.insert(range(1, 6), datetime.now(UTC) - timedelta(hours=1))
+    offline.put_item(orders.item("orders_denied"))
+    probe_connections.planned.append(sa.exc.ProgrammingError("SELECT", {}, _Denied()))
+    calls = _dms_calls(offline)
+    [run] = offline.tick(now=ticks()).executions
+    assert run.status == "FAILED"
+    assert len(probe_connections.attempts) == 1  # not retried
+    item = offline.item("orders_denied")
+    assert "watermark" not in item and "lockOwner" not in item
+    assert "orders_denied" in item["lastRunError"]
+    assert "permission denied for table orders" in item["lastRunError"]
+    assert not any("Create" in c for c in _run_calls(calls))  # no DMS resource was made
+    assert_clean(offline)
