@@ -275,13 +275,12 @@ class RunPlan(Document):
     @property
     def first_target(self) -> tuple[str, str]:
         """The target endpoint created with the compute and its staging folder: the run's,
-        or in a windowed run its first window's (a windowed run has no run-level one)."""
-        names, keys = (
-            (self.windows[0].names, self.windows[0].keys)
-            if self.windowed
-            else (self.names, self.keys)
-        )
-        return names.target_endpoint, keys.staging_folder
+        or in a windowed run that of its first window with rows to load (a windowed run
+        has no run-level endpoint, and a window the probe found empty gets none)."""
+        if not self.windowed:
+            return self.names.target_endpoint, self.keys.staging_folder
+        first = next((w for w in self.windows if not w.window.loads_nothing), self.windows[0])
+        return first.names.target_endpoint, first.keys.staging_folder
 
     @computed_field
     def window_text(self) -> str:
@@ -320,10 +319,11 @@ class _Resources(Document):
     KEY: ClassVar[str] = "resources"
 
     source_endpoint_arn: str
-    target_endpoint_arn: str  # a windowed run: the first window's
+    target_endpoint_arn: str  # a windowed run: its first window's with rows to load
     created_at: Moment
-    # A windowed run: the target endpoint of each window, in window order.
-    window_endpoint_arns: list[str] | None = Field(default=None, exclude_if=_absent)
+    # A windowed run: the target endpoint of each window, in window order (None for a
+    # window the probe found empty: it starts no task).
+    window_endpoint_arns: list[str | None] | None = Field(default=None, exclude_if=_absent)
     # Windows spread over several instances: every instance's ARN, the run's first.
     instance_arns: list[str] | None = Field(default=None, exclude_if=_absent)
 

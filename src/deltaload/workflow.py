@@ -297,13 +297,21 @@ def create_resources(
     if not plan.windowed:
         return resources
     # Each window writes to a staging folder of its own: a target endpoint each, the
-    # first window's created with the compute (RunPlan.first_target).
-    arns = [resources.target_endpoint_arn] + [
-        replication.ensure_target_endpoint(
-            clients, settings, w.names.target_endpoint, w.keys.staging_folder, tags
-        )
-        for w in plan.windows[1:]
-    ]
+    # first one created with the compute (RunPlan.first_target); a window the probe found
+    # empty starts no task and gets none.
+    first, _ = plan.first_target
+    arns: list[str | None] = []
+    for w in plan.windows:
+        if w.names.target_endpoint == first:
+            arns.append(resources.target_endpoint_arn)
+        elif w.window.loads_nothing:
+            arns.append(None)
+        else:
+            arns.append(
+                replication.ensure_target_endpoint(
+                    clients, settings, w.names.target_endpoint, w.keys.staging_folder, tags
+                )
+            )
     update: dict[str, Any] = {"window_endpoint_arns": arns}
     if plan.instances > 1:  # the run's instance, then one more per slot
         extra = [
@@ -386,7 +394,7 @@ def _window_view(state: RunState) -> tuple[RunPlan, Resources]:
     if window is None:
         return plan, resources
     arns = resources.window_endpoint_arns or []
-    if len(arns) < window.index:
+    if len(arns) < window.index or arns[window.index - 1] is None:
         raise replication.ResourceError(
             f"table {state.table!r}: run {state.run_id} has no target endpoint for window "
             f"{window.index}"

@@ -244,21 +244,29 @@ def test_a_windowed_run_creates_a_target_endpoint_per_window_and_no_other(
         assert_clean(rt)
 
 
-def test_a_window_the_probe_found_empty_gets_no_task(
-    sqlite_table: OrdersTable, tmp_path: Path, ticks: Ticks
+@pytest.mark.parametrize("empty", [[2], [1], [1, 2]], ids=["middle", "first", "all-but-the-last"])
+def test_a_window_the_probe_found_empty_gets_no_task_and_no_endpoint(
+    sqlite_table: OrdersTable, tmp_path: Path, ticks: Ticks, empty: list[int]
 ) -> None:
     old = datetime.now(UTC) - timedelta(days=1)
-    sqlite_table.insert([*range(1, 101), *range(201, 301)], old)  # no row in 101-200
+    loaded = [i for i in (1, 2, 3) if i not in empty]
+    rows = [r for i in loaded for r in range(100 * i - 99, 100 * i + 1)]
+    sqlite_table.insert(rows, old)
     item = sqlite_table.item(TARGET, endvalue="300", windowsize=100, windowconcurrency=2)
     with open_runtime(tmp_path / "state", sqlite_table.url) as rt:
         tasks = _dms_requests(rt, "CreateReplicationTask")
+        endpoints = _dms_requests(rt, "CreateEndpoint")
         run_id, windows = _one_windowed_run(rt, ticks, item, 3)
         created = sorted(t["ReplicationTaskIdentifier"] for t in tasks)
-        assert created == sorted([windows[0].task, windows[2].task])
+        assert created == sorted(windows[i - 1].task for i in loaded)
+        targets = [e["EndpointIdentifier"] for e in endpoints if e["EndpointType"] == "target"]
+        assert sorted(targets) == sorted(windows[i - 1].target_endpoint for i in loaded)
         ids = _published_ids(rt)
-        assert sorted(ids) == [*range(1, 101), *range(201, 301)]
+        assert sorted(ids) == rows
         assert set(ids.values()) == {1}
         assert rt.item(TARGET)["watermark"] == "300"
         manifests = assert_lake_consistent(rt, TARGET)
-        assert [manifests[f"{run_id}-w{i:04d}"]["rows"] for i in (1, 2, 3)] == [100, 0, 100]
+        assert [manifests[f"{run_id}-w{i:04d}"]["rows"] for i in (1, 2, 3)] == [
+            0 if i in empty else 100 for i in (1, 2, 3)
+        ]
         assert_clean(rt)
