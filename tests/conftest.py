@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 
 import pytest
 import sqlalchemy as sa
@@ -16,6 +18,15 @@ settings.register_profile(
     "large", max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
 settings.load_profile(os.environ.get("DELTALOAD_HYPOTHESIS_PROFILE", "default"))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # The runtimes of the tests, and the deltaload processes they start, share a parse
+    # cache of their own (interpreter.shared_cache_dir), not the user's.
+    if "DELTALOAD_CACHE_DIR" not in os.environ:
+        folder = tempfile.mkdtemp(prefix="deltaload-test-cache-")
+        os.environ["DELTALOAD_CACHE_DIR"] = folder
+        config.add_cleanup(lambda: shutil.rmtree(folder, ignore_errors=True))
 
 
 @pytest.fixture(scope="session")

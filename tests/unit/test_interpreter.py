@@ -36,7 +36,7 @@ class CountingParse:
 @pytest.fixture(autouse=True)
 def fresh_cache(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(interpreter, "_parsed", {})
-    monkeypatch.setattr(interpreter, "_cache_dir", None)
+    monkeypatch.setattr(interpreter, "_cache_dirs", ())
 
 
 def _definition(number: int) -> str:
@@ -90,3 +90,51 @@ def test_another_definition_is_another_cache_entry(tmp_path: Path) -> None:
     interpreter.parsed_program(parse, _definition(5))
     assert parse.calls == 2
     assert len(list((tmp_path / "cache").iterdir())) == 2
+
+
+def test_a_new_state_folder_finds_the_parse_in_the_shared_cache(tmp_path: Path) -> None:
+    parse = CountingParse()
+    definition = _definition(6)
+    shared = tmp_path / "user-cache"
+    interpreter.use_cache(tmp_path / "first" / "cache", shared)
+    interpreter.parsed_program(parse, definition)
+    interpreter._parsed.clear()  # another process, another state folder
+    interpreter.use_cache(tmp_path / "second" / "cache", shared)
+    program, tree = interpreter.parsed_program(parse, definition)
+    assert parse.calls == 1
+    assert program is not None and tree is None
+    assert oct((shared).stat().st_mode & 0o777) == oct(0o700)
+
+
+def test_a_cache_file_others_can_write_is_not_loaded(tmp_path: Path) -> None:
+    parse = CountingParse()
+    definition = _definition(7)
+    interpreter.use_cache(tmp_path / "cache")
+    interpreter.parsed_program(parse, definition)
+    (cached,) = (tmp_path / "cache").iterdir()
+    cached.chmod(0o666)  # a pickle runs code when loaded: only this user's own
+    interpreter._parsed.clear()
+    interpreter.parsed_program(parse, definition)
+    assert parse.calls == 2
+
+
+def test_a_cache_folder_that_cannot_be_written_costs_a_parse_not_the_command(
+    tmp_path: Path,
+) -> None:
+    parse = CountingParse()
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file where the cache folder would be")
+    interpreter.use_cache(tmp_path / "cache", blocked / "cache")
+    program, tree = interpreter.parsed_program(parse, _definition(8))
+    assert program is not None and tree is not None
+    assert len(list((tmp_path / "cache").iterdir())) == 1  # the other folder still has it
+
+
+def test_the_shared_cache_folder_follows_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DELTALOAD_CACHE_DIR", "/somewhere/cache")
+    assert interpreter.shared_cache_dir() == Path("/somewhere/cache")
+    monkeypatch.setenv("DELTALOAD_CACHE_DIR", "")
+    assert interpreter.shared_cache_dir() is None
+    monkeypatch.delenv("DELTALOAD_CACHE_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", "/home/someone/.cache")
+    assert interpreter.shared_cache_dir() == Path("/home/someone/.cache/deltaload")

@@ -9,8 +9,9 @@ it needs are not in the Step Functions API, or cost too much through it:
   DescribeExecution;
 * a definition parsed once, not at every execution nor at every command: moto parses the
   definition with its ANTLR grammar when the state machine is created and again when
-  each execution starts (about 1 s each). The parsed program is kept pickled, in memory
-  and in the state folder's ``cache/``, and each execution gets its own copy (3 ms), so no
+  each execution starts (about 1 s each). The parsed program is kept pickled, in memory,
+  in the state folder's ``cache/`` and in the user's cache folder shared by every state
+  folder (``shared_cache_dir``), and each execution gets its own copy (3 ms), so no
   per-run value is shared between executions;
 * a Wait state that ends early when what it waits for is done. A Wait state lasts its
   ``SecondsPath`` seconds (Wait state, https://docs.aws.amazon.com/step-functions/latest/dg/amazon-states-language-wait-state.html);
@@ -33,10 +34,11 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import logging
+import os
 import pickle
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -45,7 +47,7 @@ LOG = logging.getLogger(__name__)
 # Parsed programs, pickled, by definition text; and the folder that keeps them between
 # commands (set by a writing runtime; None: this process only).
 _parsed: dict[str, bytes] = {}
-_cache_dir: Path | None = None
+_cache_dirs: tuple[Path, ...] = ()  # use_cache
 
 
 class Listener(Protocol):
@@ -117,20 +119,71 @@ def _execution_arn(env: Any) -> str | None:
         return None
 
 
-def use_cache(folder: Path | None) -> None:
-    """Keep parsed definitions in ``folder`` between commands (None: in memory only)."""
-    global _cache_dir
-    _cache_dir = folder
+def shared_cache_dir() -> Path | None:
+    """The parse cache every state folder of this user shares, so a new state folder's
+    first command does not parse the definition again (about 0.8 s): DELTALOAD_CACHE_DIR,
+    else the platform's user cache folder (platformdirs: ~/.cache/deltaload on Linux);
+    DELTALOAD_CACHE_DIR set empty turns it off."""
+    configured = os.environ.get("DELTALOAD_CACHE_DIR")
+    if configured is not None:
+        return Path(configured) if configured else None
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("deltaload", appauthor=False))
 
 
-def _cache_file(definition: str) -> Path | None:
-    if _cache_dir is None:
-        return None
+def use_cache(*folders: Path) -> None:
+    """Keep parsed definitions in ``folders`` between commands: each parse is written to
+    every one of them, and read from the first that has it (none: in memory only)."""
+    global _cache_dirs
+    _cache_dirs = tuple(folders)
+
+
+def _cache_files(definition: str) -> list[Path]:
+    if not _cache_dirs:
+        return []
     # A pickle is only good for the moto and Python that made it.
     import moto
 
     key = hashlib.sha256(f"{moto.__version__}\n{sys.version}\n{definition}".encode()).hexdigest()
-    return _cache_dir / f"asl-{key[:32]}.pickle"
+    return [folder / f"asl-{key[:32]}.pickle" for folder in _cache_dirs]
+
+
+def _trusted(path: Path) -> bool:
+    """A cache file this user wrote and nobody else can change: a pickle runs code when it
+    is loaded, so a file others could have written is parsed again instead."""
+    try:
+        status = path.stat()
+    except OSError:
+        return False
+    owner = getattr(os, "getuid", None)
+    mine = owner is None or status.st_uid == owner()
+    return mine and not status.st_mode & 0o022
+
+
+def _cached_blobs(definition: str) -> Iterator[tuple[str, bytes]]:
+    """Pickled parses of ``definition``: the one kept in memory, then the cache folders'."""
+    if definition in _parsed:
+        yield "memory", _parsed[definition]
+    for cache in _cache_files(definition):
+        if cache.is_file() and _trusted(cache):
+            try:
+                yield str(cache), cache.read_bytes()
+            except OSError:
+                continue
+
+
+def _cached_program(definition: str) -> Any | None:
+    """The program of an earlier parse of ``definition``, or None."""
+    for where, blob in _cached_blobs(definition):
+        try:
+            program = pickle.loads(blob)
+        except Exception:  # a cache from another build: the next one, else parse again
+            LOG.debug("offline Step Functions: ignoring unreadable parse cache %s", where)
+            continue
+        _parsed[definition] = blob
+        return program
+    return None
 
 
 def parsed_program(parse: Callable[[str], tuple[Any, Any]], definition: str) -> tuple[Any, Any]:
@@ -140,29 +193,23 @@ def parsed_program(parse: Callable[[str], tuple[Any, Any]], definition: str) -> 
     its ANTLR parse tree (None): moto's backend reads only the program, the tree feeds
     static analysers it does not run.
     """
-    blob = _parsed.get(definition)
-    cache = _cache_file(definition)
-    if blob is None and cache is not None and cache.is_file():
-        blob = cache.read_bytes()
-    if blob is not None:
-        try:
-            program = pickle.loads(blob)
-        except Exception:  # a cache from another build: parse again
-            LOG.debug("offline Step Functions: ignoring unreadable parse cache %s", cache)
-        else:
-            _parsed[definition] = blob
-            return program, None
+    program = _cached_program(definition)
+    if program is not None:
+        return program, None
     program, tree = parse(definition)
     try:
         blob = pickle.dumps(program, protocol=pickle.HIGHEST_PROTOCOL)
     except (pickle.PicklingError, TypeError, AttributeError, RecursionError):
         return program, tree
     _parsed[definition] = blob
-    if cache is not None:
-        from deltaload.local.persistence import write_atomically
+    from deltaload.local.persistence import write_atomically
 
-        cache.parent.mkdir(exist_ok=True)
-        write_atomically(cache, blob)
+    for cache in _cache_files(definition):
+        try:
+            cache.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            write_atomically(cache, blob)
+        except OSError as error:  # a cache is worth a parse, never a failed command
+            LOG.debug("offline Step Functions: parse cache %s not written: %s", cache, error)
     return program, tree
 
 

@@ -230,7 +230,8 @@ class LocalRuntime:
 
         interpreter.register(self)
         if self.writer:  # a reader writes nothing, not even the parse cache
-            interpreter.use_cache(self.state.path / "cache")
+            shared = interpreter.shared_cache_dir()
+            interpreter.use_cache(self.state.path / "cache", *([shared] if shared else []))
         self._previous_sleep = backoff.sleep
         backoff.sleep = self._sleep_until_change
 
@@ -239,7 +240,7 @@ class LocalRuntime:
         from deltaload.local import interpreter
 
         interpreter.unregister(self)
-        interpreter.use_cache(None)
+        interpreter.use_cache()
         if self._previous_sleep is not None:
             backoff.sleep = self._previous_sleep
             self._previous_sleep = None
