@@ -127,18 +127,17 @@ def window_label(run_id: str, index: int) -> str:
 
 
 def window_names(table: str, run_id: str, index: int, instances: int = 1) -> DmsNames:
-    """The DMS identifiers of window ``index`` of a run: a task and a target endpoint of its
-    own, on the run's instance (or config), or spread round robin over ``instances``
-    instances (the run's is the first); recomputable from (table, runId, index, instances)."""
-    run = dms_names(table, run_id)
+    """The DMS identifiers of window ``index`` of a run: a task (or, in serverless mode, a
+    replication config) and a target endpoint of its own, on the run's instance, or spread
+    round robin over ``instances`` instances (the run's is the first); recomputable from
+    (table, runId, index, instances)."""
     label = window_label(run_id, index)
     slot = (index - 1) % instances + 1
-    return run.model_copy(
-        update={
-            "task": dms_identifier("task", table, label),
-            "target_endpoint": dms_identifier("tgt", table, label),
-            "instance": instance_name(table, run_id, slot),
-        }
+    return DmsNames(
+        instance=instance_name(table, run_id, slot),
+        target_endpoint=dms_identifier("tgt", table, label),
+        task=dms_identifier("task", table, label),
+        config=dms_identifier("cfg", table, label),
     )
 
 

@@ -691,13 +691,13 @@ class _Replication(ABC):
     def teardown(
         self, clients: Clients, names: DmsNames, windows: Sequence[DmsNames] = ()
     ) -> dict[str, Any]:
-        """One teardown pass (see ``teardown_pass``); ``windows``: the task and target
-        endpoint of each window of a windowed run, on the run's compute."""
+        """One teardown pass (see ``teardown_pass``); ``windows``: the task (or config)
+        and target endpoint of each window of a windowed run, on the run's compute."""
         step = _Pass()
         self.tear_down_load(clients, step, names)
         for window in windows:
-            _tear_down_task(clients, step, window)
-        if step.remaining:  # endpoints and instances cannot go while a task still uses them
+            self.tear_down_load(clients, step, window)
+        if step.remaining:  # endpoints and instances cannot go while a load still uses them
             return step.result()
         for window in windows:
             _tear_down_endpoint(clients, step, window)
@@ -769,6 +769,12 @@ class TaskReplication(_Replication):
         if self.owns_instance:
             _tear_down_instance(clients, step, names)
 
+    def create_windows(
+        self, clients: Clients, settings: Settings, plan: RunPlan, resources: Resources, tags: list
+    ) -> Resources:
+        """Each window's task is created when the window starts (``start``)."""
+        return resources
+
 
 class InstanceReplication(TaskReplication):
     """Mode ``instance``: a replication instance of the run's own, deleted at teardown."""
@@ -802,21 +808,22 @@ class ServerlessReplication(_Replication):
     tear_down_load = staticmethod(_tear_down_config)
 
     def load_arn(self, resources: Resources, load: Load) -> str:
-        return resources.config_arn
+        return load.config_arn  # the run's config, or in a Map iteration its window's
 
     def create(
         self, clients: Clients, settings: Settings, plan: RunPlan, tags: list, now: datetime
     ) -> Resources:
         """Create (or find) the run's target endpoint, then its replication config."""
         source_arn = settings.require("source_endpoint_arn")
+        first = plan.first_loading
         target_arn = ensure_target_endpoint(clients, settings, *plan.first_target, tags)
         config_arn = ensure_config(
             clients,
             settings,
-            plan.names.config,
+            first.names.config,
             source_arn,
             target_arn,
-            plan.table_mapping,
+            first.table_mapping,
             plan.task_settings,
             tags,
         )
@@ -826,6 +833,36 @@ class ServerlessReplication(_Replication):
             config_arn=config_arn,
             created_at=now,
         )
+
+    def create_windows(
+        self, clients: Clients, settings: Settings, plan: RunPlan, resources: Resources, tags: list
+    ) -> Resources:
+        """A replication config per window, each with the window's table mapping and target
+        endpoint (``window_endpoint_arns``): one config carries one table mapping. The
+        first window with rows has the config ``create`` made; DMS Serverless bills
+        capacity only while a replication runs, not for a config that waits."""
+        assert isinstance(resources, ServerlessResources)
+        targets = resources.window_endpoint_arns or []
+        configs: list[str | None] = []
+        for window, target_arn in zip(plan.windows, targets, strict=True):
+            if target_arn is None:  # the probe found it empty: no load, no config
+                configs.append(None)
+            elif target_arn == resources.target_endpoint_arn:
+                configs.append(resources.config_arn)
+            else:
+                configs.append(
+                    ensure_config(
+                        clients,
+                        settings,
+                        window.names.config,
+                        resources.source_endpoint_arn,
+                        target_arn,
+                        window.table_mapping,
+                        plan.task_settings,
+                        tags,
+                    )
+                )
+        return resources.model_copy(update={"window_config_arns": configs})
 
     def readiness(self, clients: Clients, resources: Resources) -> tuple[bool, bool, str]:
         """DMS Serverless provisions its capacity when the replication starts."""

@@ -273,13 +273,25 @@ class RunPlan(Document):
         return len(self.windows) > 1
 
     @property
-    def first_target(self) -> tuple[str, str]:
-        """The target endpoint created with the compute and its staging folder: the run's,
-        or in a windowed run that of its first window with rows to load (a windowed run
-        has no run-level endpoint, and a window the probe found empty gets none)."""
+    def first_loading(self) -> PlannedWindow:
+        """The window whose target endpoint (and, in serverless mode, replication config) is
+        created with the compute: the run itself, or in a windowed run its first window with
+        rows to load (a windowed run has no run-level endpoint or config, and a window the
+        probe found empty gets none)."""
         if not self.windowed:
-            return self.names.target_endpoint, self.keys.staging_folder
-        first = next((w for w in self.windows if not w.window.loads_nothing), self.windows[0])
+            return PlannedWindow(
+                index=1,
+                window=self.window,
+                names=self.names,
+                keys=self.keys,
+                table_mapping=self.table_mapping,
+            )
+        return next((w for w in self.windows if not w.window.loads_nothing), self.windows[0])
+
+    @property
+    def first_target(self) -> tuple[str, str]:
+        """The identifier and staging folder of ``first_loading``'s target endpoint."""
+        first = self.first_loading
         return first.names.target_endpoint, first.keys.staging_folder
 
     @computed_field
@@ -348,7 +360,10 @@ class ServerlessResources(_Resources):
     """A DMS Serverless replication config created for this run."""
 
     mode: Literal["serverless"] = "serverless"
-    config_arn: str
+    config_arn: str  # a windowed run: its first window's with rows to load
+    # A windowed run: the replication config of each window, in window order (None for a
+    # window the probe found empty).
+    window_config_arns: list[str | None] | None = Field(default=None, exclude_if=_absent)
 
 
 Resources = Annotated[

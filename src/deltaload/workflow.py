@@ -39,6 +39,7 @@ from deltaload.runstate import (
     RunKeys,
     RunPlan,
     RunState,
+    ServerlessResources,
     SkippedLoad,
     WindowPlan,
 )
@@ -208,12 +209,6 @@ def plan_run(state: RunState, clients: Clients, settings: Settings, now: Now = u
         plan = without_rows(plan)
         windows = [plan]
     mode = item.replication_mode.value if item.replication_mode else settings.replication_mode
-    if len(windows) > 1 and mode == "serverless":
-        raise PlanningError(
-            f"table {table!r}: windowsize needs replication mode instance or existing; a "
-            "serverless replication config loads one table mapping (set replicationmode on "
-            "the item, or remove windowsize)"
-        )
     instances = min(item.instances, len(windows))
     if instances > 1 and mode != "instance":
         raise PlanningError(
@@ -321,7 +316,8 @@ def create_resources(
             for slot in range(2, plan.instances + 1)
         ]
         update["instance_arns"] = [resources.instance_arn, *extra]
-    return resources.model_copy(update=update)
+    resources = resources.model_copy(update=update)
+    return _mode(state, settings).create_windows(clients, settings, plan, resources, tags)
 
 
 def check_resources(
@@ -405,6 +401,8 @@ def _window_view(state: RunState) -> tuple[RunPlan, Resources]:
         update["instance_arn"] = resources.instance_arns[
             (window.index - 1) % len(resources.instance_arns)
         ]
+    if isinstance(resources, ServerlessResources) and resources.window_config_arns:
+        update["config_arn"] = resources.window_config_arns[window.index - 1]
     resources = resources.model_copy(update=update)
     return plan, resources
 

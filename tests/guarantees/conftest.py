@@ -109,7 +109,7 @@ def published_rows(rt: LocalRuntime, target: str, schema: str = "dwh") -> dict[s
 def assert_clean(rt: LocalRuntime) -> None:
     """No staging data and no DMS resource of any run left (the template's own excepted)."""
     assert rt.keys(STAGING) == [], f"staging data left behind: {rt.keys(STAGING)}"
-    assert dms_leftovers(rt) == {"tasks": [], "instances": [], "endpoints": []}
+    assert dms_leftovers(rt) == {"tasks": [], "instances": [], "endpoints": [], "configs": []}
 
 
 def old(hours: int = 2) -> datetime:

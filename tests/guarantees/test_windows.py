@@ -29,9 +29,11 @@ from tests.guarantees.conftest import (
 TARGET = "orders_s3"
 
 
-def _task_of_window(moment: datetime, index: int) -> str:
+def _load_of_window(moment: datetime, index: int, mode: str = "instance") -> str:
+    """The identifier of window ``index``'s load: its task, or its serverless config."""
     run_id = names.execution_name(TARGET, names.tick(moment))
-    return names.window_names(TARGET, run_id, index).task
+    window = names.window_names(TARGET, run_id, index)
+    return window.config if mode == "serverless" else window.task
 
 
 def _published_ids(rt, column: str = "row_id") -> Counter:
@@ -61,22 +63,29 @@ def _one_windowed_run(rt, ticks: Ticks, item: dict, windows: int) -> tuple[str, 
 def run_with_a_failed_window(
     rt, ticks: Ticks, item: dict, failing: int, rows_before_failure: int = 10
 ):
-    """Tick once with window ``failing``'s task failing after some rows; the result."""
+    """Tick once with window ``failing``'s load failing after some rows; the result."""
     rt.put_item(item)
     moment = ticks()
-    rt.dms.faults.fail_after_rows(_task_of_window(moment, failing), rows_before_failure)
+    mode = item.get("replicationmode", "instance")
+    rt.dms.faults.fail_after_rows(_load_of_window(moment, failing, mode), rows_before_failure)
     result = rt.tick(now=moment)
     assert rt.dms.faults.armed() == [], "the fault never fired"
     [execution] = result.executions
     return execution
 
 
+@pytest.mark.parametrize("mode", ["instance", "serverless"])
 def test_a_failed_window_stops_publishing_and_the_next_run_resumes_there(
-    sqlite_table: OrdersTable, tmp_path: Path, ticks: Ticks
+    sqlite_table: OrdersTable, tmp_path: Path, ticks: Ticks, mode: str
 ) -> None:
     sqlite_table.insert(range(1, 401), datetime.now(UTC) - timedelta(days=1))
     item = sqlite_table.item(
-        TARGET, endvalue="400", windowsize=100, maxwindows=4, windowconcurrency=2
+        TARGET,
+        endvalue="400",
+        windowsize=100,
+        maxwindows=4,
+        windowconcurrency=2,
+        replicationmode=mode,
     )
     with open_runtime(tmp_path / "state", sqlite_table.url, {"MAX_FILE_SIZE_KB": "8"}) as rt:
         first = run_with_a_failed_window(rt, ticks, item, failing=3)
@@ -270,3 +279,48 @@ def test_a_window_the_probe_found_empty_gets_no_task_and_no_endpoint(
             0 if i in empty else 100 for i in (1, 2, 3)
         ]
         assert_clean(rt)
+
+
+def test_serverless_windows_each_load_through_a_replication_config_of_their_own(
+    sqlite_table: OrdersTable, tmp_path: Path, ticks: Ticks
+) -> None:
+    """One DMS Serverless replication config carries one table mapping
+    (CreateReplicationConfig, DMS API Reference): each window gets its own, with the
+    window's mapping and target endpoint, and teardown deletes every one."""
+    sqlite_table.insert(range(1, 301), datetime.now(UTC) - timedelta(days=1))
+    item = sqlite_table.item(
+        TARGET, endvalue="300", windowsize=100, windowconcurrency=2, replicationmode="serverless"
+    )
+    with open_runtime(tmp_path / "state", sqlite_table.url) as rt:
+        created: dict[str, str] = {}  # endpoint identifier -> ARN
+
+        def endpoint(parsed, **_):
+            created[parsed["Endpoint"]["EndpointIdentifier"]] = parsed["Endpoint"]["EndpointArn"]
+
+        rt.session.events.register("after-call.database-migration-service.CreateEndpoint", endpoint)
+        configs = _dms_requests(rt, "CreateReplicationConfig")
+        tasks = _dms_requests(rt, "CreateReplicationTask")
+        run_id, windows = _one_windowed_run(rt, ticks, item, 3)
+        assert tasks == [], "a serverless run created a replication task"
+        by_name = {c["ReplicationConfigIdentifier"]: c for c in configs}
+        assert sorted(by_name) == sorted(w.config for w in windows)
+        assert names.dms_names(TARGET, run_id).config not in by_name  # no run-level config
+        run = rt.history(TARGET)[-1]
+        assert run["replicationMode"] == "serverless"
+        for window in windows:
+            assert by_name[window.config]["TargetEndpointArn"] == created[window.target_endpoint]
+        assert len({c["TableMappings"] for c in configs}) == 3, "windows share a table mapping"
+        # Each config loaded its own window, through its own endpoint into its own folder.
+        loaded = {
+            run: sorted(r["row_id"] for r in rows)
+            for run, rows in published_rows(rt, TARGET).items()
+        }
+        assert loaded == {
+            f"{run_id}-w{i:04d}": list(range(100 * i - 99, 100 * i + 1)) for i in (1, 2, 3)
+        }, loaded
+        ids = _published_ids(rt)
+        assert sorted(ids) == list(range(1, 301)) and set(ids.values()) == {1}
+        manifests = assert_lake_consistent(rt, TARGET)
+        assert sorted(manifests) == [f"{run_id}-w{i:04d}" for i in (1, 2, 3)]
+        assert rt.item(TARGET)["watermark"] == "300"
+        assert_clean(rt)  # every window's config and endpoint: gone

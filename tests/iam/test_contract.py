@@ -170,6 +170,18 @@ SCENARIOS = {
         item={"endvalue": str(ROWS), "windowsize": "10", "windowconcurrency": "2"},
         must_call=(("StartLoadFunction", "CreateReplicationTask"),),
     ),
+    # Serverless windows: a replication config per window, each started and deleted.
+    "serverless-windows": Scenario(
+        parameters=SERVERLESS,
+        item={"endvalue": str(ROWS), "windowsize": "10", "windowconcurrency": "2"},
+        must_call=(
+            ("CreateResourcesFunction", "CreateReplicationConfig"),
+            ("StartLoadFunction", "StartReplication"),
+            ("CheckLoadFunction", "DescribeReplicationTableStatistics"),
+            ("TeardownFunction", "DeleteReplicationConfig"),
+            ("TeardownFunction", "DeleteEndpoint"),
+        ),
+    ),
     # An item may ask for DMS Serverless on a stack whose default mode is instance.
     "serverless-item-on-instance-stack": Scenario(
         item={"replicationmode": "serverless"},

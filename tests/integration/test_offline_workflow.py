@@ -43,7 +43,8 @@ def published(rt: LocalRuntime, target: str, schema: str = "dwh") -> dict[str, l
 
 
 def dms_leftovers(rt: LocalRuntime) -> dict[str, list[str]]:
-    """DMS resources that still exist, except the template's own source endpoint."""
+    """DMS resources (serverless configs included) that still exist, except the template's
+    own source endpoint."""
     dms = rt.session.client("dms")
     source_arn = rt.template.arns["SourceEndpoint"]
     return {
@@ -60,12 +61,16 @@ def dms_leftovers(rt: LocalRuntime) -> dict[str, list[str]]:
             for e in dms.describe_endpoints()["Endpoints"]
             if e["EndpointArn"] != source_arn
         ],
+        "configs": [
+            c["ReplicationConfigIdentifier"]
+            for c in dms.describe_replication_configs()["ReplicationConfigs"]
+        ],
     }
 
 
 def assert_clean(rt: LocalRuntime) -> None:
     assert rt.keys(STAGING) == [], "staging data left behind"
-    assert dms_leftovers(rt) == {"tasks": [], "instances": [], "endpoints": []}
+    assert dms_leftovers(rt) == {"tasks": [], "instances": [], "endpoints": [], "configs": []}
 
 
 def ids_of(rows: list[dict]) -> list[int]:
