@@ -115,9 +115,33 @@ def test_a_failed_window_stops_publishing_and_the_next_run_resumes_there(
         assert_clean(rt)
 
 
-@pytest.mark.parametrize("instances", [1, 2])
+def _load_statuses(dms, mode: str) -> dict[str, str]:
+    """Identifier -> status of every task (or, serverless, every config's replication)."""
+    if mode != "serverless":
+        return {
+            t["ReplicationTaskIdentifier"]: t["Status"]
+            for t in dms.describe_replication_tasks()["ReplicationTasks"]
+        }
+    configs = {
+        c["ReplicationConfigArn"]: c["ReplicationConfigIdentifier"]
+        for c in dms.describe_replication_configs()["ReplicationConfigs"]
+    }
+    statuses = dict.fromkeys(configs.values(), "")
+    for r in dms.describe_replications()["Replications"]:
+        statuses[configs[r["ReplicationConfigArn"]]] = r["Status"]
+    return statuses
+
+
+@pytest.mark.parametrize(
+    ("mode", "instances"), [("instance", 1), ("instance", 2), ("serverless", 1)]
+)
 def test_an_aborted_windowed_run_leaves_no_window_task_endpoint_or_staging(
-    sqlite_table: OrdersTable, tmp_path: Path, ticks: Ticks, monkeypatch, instances: int
+    sqlite_table: OrdersTable,
+    tmp_path: Path,
+    ticks: Ticks,
+    monkeypatch,
+    mode: str,
+    instances: int,
 ) -> None:
     """StopExecution runs no Catch: CleanupAbortedFunction finds every window's task and
     endpoint by name (the run noted its window count before creating anything)."""
@@ -128,13 +152,19 @@ def test_an_aborted_windowed_run_leaves_no_window_task_endpoint_or_staging(
     monkeypatch.setattr(workflow, "_sleep", lambda seconds: time.sleep(min(seconds, 0.5)))
     sqlite_table.insert(range(1, 401), datetime.now(UTC) - timedelta(days=1))
     item = sqlite_table.item(
-        TARGET, endvalue="400", windowsize=100, windowconcurrency=2, windowinstances=instances
+        TARGET,
+        endvalue="400",
+        windowsize=100,
+        windowconcurrency=2,
+        windowinstances=instances,
+        replicationmode=mode,
     )
     slow_polls = {"POLL_INITIAL_SECONDS": "4", "POLL_MAX_SECONDS": "4"}
     with open_runtime(tmp_path / "state", sqlite_table.url, slow_polls) as rt:
         rt.put_item(item)
         run_id = f"{TARGET}-cancelled"
-        stalled = names.window_names(TARGET, run_id, 2).task
+        window = names.window_names(TARGET, run_id, 2)
+        stalled = window.config if mode == "serverless" else window.task
         rt.dms.faults.stall(stalled)
         sfn, dms = rt.session.client("stepfunctions"), rt.session.client("dms")
         payload = json.dumps({"table": TARGET, "runId": run_id})
@@ -143,10 +173,7 @@ def test_an_aborted_windowed_run_leaves_no_window_task_endpoint_or_staging(
         ]
         deadline = time.monotonic() + 90
         while True:
-            tasks = {
-                t["ReplicationTaskIdentifier"]: t["Status"]
-                for t in dms.describe_replication_tasks()["ReplicationTasks"]
-            }
+            tasks = _load_statuses(dms, mode)
             others = [s for name, s in tasks.items() if name != stalled]
             if tasks.get(stalled) == "running" and len(others) == 3 and set(others) == {"stopped"}:
                 break
@@ -163,8 +190,9 @@ def test_an_aborted_windowed_run_leaves_no_window_task_endpoint_or_staging(
             "States.Runtime",
         ), stopped
         assert rt.item(TARGET)["lockOwner"] == run_id
-        assert len(dms.describe_replication_tasks()["ReplicationTasks"]) == 4
-        assert len(dms.describe_replication_instances()["ReplicationInstances"]) == instances
+        assert len(_load_statuses(dms, mode)) == 4
+        created = instances if mode == "instance" else 0
+        assert len(dms.describe_replication_instances()["ReplicationInstances"]) == created
 
         event = {
             "source": "aws.states",
