@@ -21,7 +21,7 @@ import sqlalchemy as sa
 
 from deltaload.local.runtime import LocalRuntime, Source
 from tests.integration.conftest import FAST, ROOT, OrdersTable, Ticks, _orders
-from tests.integration.test_offline_workflow import dms_leftovers
+from tests.integration.test_offline_workflow import assert_clean as assert_clean
 
 STAGING = "_staging/"
 LAKE = "lake/"
@@ -104,12 +104,6 @@ def published_rows(rt: LocalRuntime, target: str, schema: str = "dwh") -> dict[s
             rows += pq.read_table(io.BytesIO(_read(rt, entry["key"]))).to_pylist()
         runs[run_id] = rows
     return runs
-
-
-def assert_clean(rt: LocalRuntime) -> None:
-    """No staging data and no DMS resource of any run left (the template's own excepted)."""
-    assert rt.keys(STAGING) == [], f"staging data left behind: {rt.keys(STAGING)}"
-    assert dms_leftovers(rt) == {"tasks": [], "instances": [], "endpoints": [], "configs": []}
 
 
 def old(hours: int = 2) -> datetime:

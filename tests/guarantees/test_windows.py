@@ -29,11 +29,15 @@ from tests.guarantees.conftest import (
 TARGET = "orders_s3"
 
 
-def _load_of_window(moment: datetime, index: int, mode: str = "instance") -> str:
+def _load_name(run_id: str, index: int, mode: str) -> str:
     """The identifier of window ``index``'s load: its task, or its serverless config."""
-    run_id = names.execution_name(TARGET, names.tick(moment))
     window = names.window_names(TARGET, run_id, index)
     return window.config if mode == "serverless" else window.task
+
+
+def _load_of_window(moment: datetime, index: int, mode: str = "instance") -> str:
+    """``_load_name`` of window ``index`` of the run ticked at ``moment``."""
+    return _load_name(names.execution_name(TARGET, names.tick(moment)), index, mode)
 
 
 def _published_ids(rt, column: str = "row_id") -> Counter:
@@ -163,8 +167,7 @@ def test_an_aborted_windowed_run_leaves_no_window_task_endpoint_or_staging(
     with open_runtime(tmp_path / "state", sqlite_table.url, slow_polls) as rt:
         rt.put_item(item)
         run_id = f"{TARGET}-cancelled"
-        window = names.window_names(TARGET, run_id, 2)
-        stalled = window.config if mode == "serverless" else window.task
+        stalled = _load_name(run_id, 2, mode)
         rt.dms.faults.stall(stalled)
         sfn, dms = rt.session.client("stepfunctions"), rt.session.client("dms")
         payload = json.dumps({"table": TARGET, "runId": run_id})

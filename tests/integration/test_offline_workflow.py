@@ -69,7 +69,8 @@ def dms_leftovers(rt: LocalRuntime) -> dict[str, list[str]]:
 
 
 def assert_clean(rt: LocalRuntime) -> None:
-    assert rt.keys(STAGING) == [], "staging data left behind"
+    """No staging data and no DMS resource of any run left (the template's own excepted)."""
+    assert rt.keys(STAGING) == [], f"staging data left behind: {rt.keys(STAGING)}"
     assert dms_leftovers(rt) == {"tasks": [], "instances": [], "endpoints": [], "configs": []}
 
 
