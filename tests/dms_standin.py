@@ -106,9 +106,7 @@ class DmsStandIn:
     def __init__(self, workdir: Path, *, source_alias: str | None = None) -> None:
         """``source_alias``: the source endpoint ARN the tests' settings name (see below)."""
         self.session = boto3.Session(region_name=REGION)
-        self.engine = LocalDms(
-            self.session.client, timing=Timing.quick(), workdir=workdir, quotas=Quotas.off()
-        )
+        self.engine = LocalDms(self.session.client, timing=Timing.quick(), quotas=Quotas.off())
         self.engine.install(self.session.events)
         self.client = self.session.client(
             "dms", config=Config(retries={"total_max_attempts": 1, "mode": "standard"})

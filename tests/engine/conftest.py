@@ -72,7 +72,7 @@ def engine(aws: boto3.Session, tmp_path: Path) -> Iterator[LocalDms]:
     DMS's quotas and API throttling are off: these tests poll without retries (to see every
     error) and check the engine's copies; tests/engine/test_dms_quotas.py checks them.
     """
-    local = LocalDms(aws.client, timing=FAST, workdir=tmp_path, quotas=Quotas.off())
+    local = LocalDms(aws.client, timing=FAST, quotas=Quotas.off())
     local.install(aws.events)
     yield local
     local.uninstall(aws.events)

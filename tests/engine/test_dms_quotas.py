@@ -39,9 +39,7 @@ class ManualClock:
 def _engine(
     aws: boto3.Session, tmp_path: Path, quotas: Quotas | None = None, clock: Any = None
 ) -> LocalDms:
-    local = LocalDms(
-        aws.client, timing=Timing.quick(), workdir=tmp_path, quotas=quotas, clock=clock
-    )
+    local = LocalDms(aws.client, timing=Timing.quick(), quotas=quotas, clock=clock)
     local.install(aws.events)
     return local
 

@@ -54,7 +54,7 @@ def _watch(probe: Any, until: set[str], timeout: float = 10) -> list[str]:
 def test_statuses_advance_in_real_time(aws, tmp_path) -> None:  # type: ignore[no-untyped-def]
     """Default timings: instance creating -> available; task creating -> ready -> ... -> stopped."""
     make_sqlite(tmp_path / "s.sqlite", "CREATE TABLE orders (id INTEGER)", [(1,)])
-    with LocalDms(aws.client, timing=Timing(), workdir=tmp_path, quotas=Quotas.off()) as local:
+    with LocalDms(aws.client, timing=Timing(), quotas=Quotas.off()) as local:
         local.install(aws.events)
         flow = Workflow(aws, aws.client("dms"))
         arn = flow.dms.create_replication_instance(

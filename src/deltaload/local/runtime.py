@@ -182,11 +182,7 @@ class LocalRuntime:
         try:
             boto3.setup_default_session(region_name=REGION)
             self.session = boto3.DEFAULT_SESSION  # type: ignore[assignment]
-            workdir = None
-            if self.writer:
-                workdir = self.state.path / "tmp"
-                workdir.mkdir(exist_ok=True)
-            self.dms = LocalDms(self.session.client, timing=self._timing, workdir=workdir)
+            self.dms = LocalDms(self.session.client, timing=self._timing)
             self.dms.install(self.session.events)
             self._listen()
             # The lake is served from the state folder's files, never from moto's memory.

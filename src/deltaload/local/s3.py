@@ -756,7 +756,7 @@ class DiskS3:
                 "InvalidArgument", "Part number must be an integer between 1 and 10000", 400
             )
         body = _Decoder(request)
-        stat = self._write(folder / f"part-{number:05d}", request.key, body.chunks())
+        stat = self._write(folder / f"part-{number:05d}", request.key, body.chunks(), durable=False)
         return _response(request.url, 200, {"ETag": etag_of(stat), **body.echo()})
 
     def complete_multipart_upload(self, request: _Request) -> AWSResponse:
@@ -854,19 +854,27 @@ class DiskS3:
 
     # -- writing -----------------------------------------------------------------------------------
 
-    def _write(self, target: Path, key: str, chunks: Iterator[bytes]) -> os.stat_result:
+    def _write(
+        self, target: Path, key: str, chunks: Iterator[bytes], *, durable: bool = True
+    ) -> os.stat_result:
         def fill(tmp: Path) -> None:
             with tmp.open("wb") as handle:
                 for chunk in chunks:
                     handle.write(chunk)
                 handle.flush()
-                os.fsync(handle.fileno())
+                if durable:
+                    os.fsync(handle.fileno())
 
-        return self._place(target, key, fill)
+        return self._place(target, key, fill, durable=durable)
 
-    def _place(self, target: Path, key: str, fill: Callable[[Path], None]) -> os.stat_result:
+    def _place(
+        self, target: Path, key: str, fill: Callable[[Path], None], *, durable: bool = True
+    ) -> os.stat_result:
         """Create a temp file next to ``target``, let ``fill`` write it, rename it over the
-        key; the key's folders are created (and a key-vs-folder clash refused)."""
+        key; the key's folders are created (and a key-vs-folder clash refused). ``durable``
+        syncs the file and its folder before answering (an object); a part of a multipart
+        upload is not synced: it is no object, the upload it belongs to dies with its
+        process, and CompleteMultipartUpload syncs the object it is copied into."""
         if target.is_dir():
             raise _clash(key, f"{key}/ holds other keys")
         for attempt in range(5):
@@ -888,7 +896,8 @@ class DiskS3:
             raise _clash(key, f"{key}/ holds other keys") from None
         finally:
             tmp.unlink(missing_ok=True)
-        _fsync_dir(target.parent)
+        if durable:
+            _fsync_dir(target.parent)
         return target.stat()
 
     def _delete(self, bucket: str, key: str) -> None:

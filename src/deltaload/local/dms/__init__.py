@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from deltaload.local.answered import claim
@@ -36,7 +35,6 @@ class LocalDms:
         clients_for_aws: Callable[[str], Any],
         *,
         timing: Timing | None = None,
-        workdir: Path | None = None,
         quotas: Quotas | None = None,
         clock: Clock | None = None,
     ) -> None:
@@ -48,7 +46,7 @@ class LocalDms:
         self.timing = timing or Timing()
         self.faults = FaultRegistry()
         self._backend = DmsBackend(
-            clients_for_aws, self.timing, self.faults, workdir, quotas=quotas, clock=clock
+            clients_for_aws, self.timing, self.faults, quotas=quotas, clock=clock
         )
         self._handler_id = f"deltaload-local-dms-{id(self)}"
 

@@ -11,7 +11,6 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 from deltaload.local.account import ACCOUNT
@@ -77,7 +76,6 @@ class DmsBackend:
         clients_for_aws: Callable[[str], Any],
         timing: Timing,
         faults: FaultRegistry,
-        workdir: Path | None,
         quotas: Quotas | None = None,
         clock: Clock | None = None,
     ) -> None:
@@ -85,7 +83,6 @@ class DmsBackend:
         self._client_cache: dict[str, Any] = {}
         self.timing = timing
         self.faults = faults
-        self._workdir = workdir
         self._lock = threading.RLock()
         # Every timed transition, load end and connection probe is a status change.
         self.changes = Changes()
@@ -739,7 +736,6 @@ class DmsBackend:
                     cancel=state.cancel,
                     on_tables=lambda tables: self._tables_changed(state, generation, tables),
                     fail_after_rows=rows_fault.rows if rows_fault else None,
-                    workdir=self._workdir,
                     lobs=LobSettings.from_task_settings(settings_text),
                 )
             except (e.LoadError, e.DmsFault) as exc:

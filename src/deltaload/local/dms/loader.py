@@ -14,7 +14,6 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -128,7 +127,6 @@ class LoadRequest:
     cancel: threading.Event
     on_tables: Callable[[list[TableStat]], None]
     fail_after_rows: int | None = None
-    workdir: Path | None = None
     skip: frozenset[tuple[str, str]] = frozenset()  # tables a resumed load already completed
     lobs: LobSettings = field(default_factory=LobSettings)
 
@@ -182,7 +180,6 @@ def _load_table(
         plan.target_schema,
         plan.target_table,
         arrow_schema,
-        request.workdir,
     )
     try:
         for filters in parallel_pieces(reader, plan, columns):
@@ -208,6 +205,7 @@ def _load_table(
             )
     except LoadCancelled:
         stat.state = TABLE_CANCELLED
+        sink.discard()
         raise
     except LoadError as exc:
         stat.state = TABLE_ERROR
