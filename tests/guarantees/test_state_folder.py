@@ -275,6 +275,32 @@ def test_a_second_run_of_the_same_table_waits_and_loads_nothing_twice(folder: Fo
     assert folder.items()["orders_s3"]["watermark"] == "30"
 
 
+@pytest.mark.parametrize("item", [SEED, WINDOWED], ids=["one-window", "windowed"])
+def test_two_ticks_started_in_the_same_instant_load_every_row_once(
+    folder: Folder, item: dict[str, Any]
+) -> None:
+    """Nothing holds either process: both start in the same instant and race for the
+    folder; the loser waits for the winner, then finds nothing new. Two rounds, with new
+    rows between them."""
+    folder.onboard(item)
+    for last in (30, 55):
+        if last > 30:
+            folder.add_rows(31, last)
+        first, second = folder.start("first", "run"), folder.start("second", "run")
+        assert first.wait(WAIT) == 0, folder.output("first")
+        assert second.wait(WAIT) == 0, folder.output("second")
+        outputs = [folder.output("first"), folder.output("second")]
+        assert any("loaded" in out for out in outputs), outputs
+        assert any("nothing to load" in out or "skipped" in out for out in outputs), outputs
+        assert folder.lake_rows("orders_s3") == list(range(1, last + 1))
+        assert folder.items()["orders_s3"]["watermark"] == str(last)
+        folder.assert_sound()
+    history = folder.history("orders_s3")
+    assert [r["status"] for r in history] == ["SUCCEEDED"] * 4
+    assert len({r["runId"] for r in history}) == 4  # four executions, none renamed onto another
+    assert sorted(r["rows"] for r in history) == [0, 0, 25, 30]
+
+
 def test_runs_of_different_tables_both_keep_their_results(folder: Folder) -> None:
     other = {**SEED, "targetTableName": "orders_copy_s3"}
     folder.onboard(SEED)
