@@ -409,6 +409,83 @@ def test_multipart_upload_assembles_parts_in_order(s3: Any, store: DiskS3):
     assert not any((store.root / ".uploads").iterdir()), "parts left behind"
 
 
+def _part(s3: Any, upload: str, number: int, body: bytes, key: str = "big/file") -> dict:
+    tag = s3.upload_part(Bucket=BUCKET, Key=key, UploadId=upload, PartNumber=number, Body=body)
+    return {"PartNumber": number, "ETag": tag["ETag"]}
+
+
+def _complete(s3: Any, upload: str, parts: list[dict], key: str = "big/file") -> None:
+    s3.complete_multipart_upload(
+        Bucket=BUCKET, Key=key, UploadId=upload, MultipartUpload={"Parts": parts}
+    )
+
+
+@pytest.mark.parametrize(
+    ("sent", "listed"),
+    [
+        ([1, 2, 3], [1, 2, 3]),  # in order: the parts are written once, into one file
+        ([1, 2, 3], [1, 2]),  # the last part left out
+        ([1, 2, 3], [1, 3]),  # one in the middle left out
+        ([3, 1, 2], [1, 2, 3]),  # out of order, as threads send them
+        ([1, 2, 2, 3], [1, 2, 3]),  # part 2 sent again: the second one counts
+        ([2, 3], [2, 3]),  # numbering need not start at 1
+    ],
+)
+def test_multipart_objects_are_the_listed_parts_whatever_order_they_came_in(
+    s3: Any, store: DiskS3, sent: list[int], listed: list[int]
+):
+    upload = s3.create_multipart_upload(Bucket=BUCKET, Key="big/file")["UploadId"]
+    tags = {}
+    bodies = {}
+    for round_, number in enumerate(sent):
+        body = bytes([number]) * (5 * MB) + f"part {number} round {round_}".encode()
+        tags[number] = _part(s3, upload, number, body)
+        bodies[number] = body
+    _complete(s3, upload, [tags[n] for n in listed])
+    expected = b"".join(bodies[n] for n in listed)
+    assert (store.root / BUCKET / "big" / "file").read_bytes() == expected
+    assert not any((store.root / ".uploads").iterdir()), "parts left behind"
+
+
+def test_a_stale_etag_of_a_part_sent_again_is_refused(s3: Any):
+    upload = s3.create_multipart_upload(Bucket=BUCKET, Key="big/file")["UploadId"]
+    first = _part(s3, upload, 1, b"a" * (5 * MB))
+    again = _part(s3, upload, 1, b"b" * (5 * MB))
+    assert first["ETag"] != again["ETag"]
+    with pytest.raises(ClientError) as error:
+        _complete(s3, upload, [first])
+    assert code_of(error) == "InvalidPart"
+    _complete(s3, upload, [again])
+    assert s3.get_object(Bucket=BUCKET, Key="big/file")["Body"].read() == b"b" * (5 * MB)
+
+
+def test_a_part_with_a_bad_checksum_leaves_the_parts_before_it_intact(s3: Any, store: DiskS3):
+    upload = s3.create_multipart_upload(Bucket=BUCKET, Key="big/file")["UploadId"]
+    first = _part(s3, upload, 1, b"a" * (5 * MB))
+
+    def corrupt(request: Any, **_: Any) -> None:
+        request.headers["x-amz-checksum-crc32"] = _crc32(b"something else")
+
+    s3.meta.events.register_first("before-sign.s3.UploadPart", corrupt)
+    try:
+        with pytest.raises(ClientError) as error:
+            s3.upload_part(
+                Bucket=BUCKET,
+                Key="big/file",
+                UploadId=upload,
+                PartNumber=2,
+                Body=b"b" * MB,
+                ChecksumAlgorithm="CRC32",
+                ChecksumCRC32=_crc32(b"b" * MB),
+            )
+    finally:
+        s3.meta.events.unregister("before-sign.s3.UploadPart", corrupt)
+    assert code_of(error) == "BadDigest"
+    second = _part(s3, upload, 2, b"c" * 10)
+    _complete(s3, upload, [first, second])
+    assert (store.root / BUCKET / "big" / "file").read_bytes() == b"a" * (5 * MB) + b"c" * 10
+
+
 def test_multipart_errors(s3: Any):
     upload = s3.create_multipart_upload(Bucket=BUCKET, Key="k")["UploadId"]
     small = s3.upload_part(Bucket=BUCKET, Key="k", UploadId=upload, PartNumber=1, Body=b"x")

@@ -55,6 +55,8 @@ import json
 import os
 import re
 import shutil
+import threading
+import time
 import uuid
 import zlib
 from collections.abc import Callable, Iterator
@@ -433,6 +435,8 @@ class DiskS3:
         self.root = root.resolve()
         self.root.mkdir(parents=True, exist_ok=True)
         self._handler_id = f"deltaload-disk-s3-{id(self)}"
+        self._locks_lock = threading.Lock()
+        self._upload_locks: dict[str, threading.Lock] = {}
         self._operations: dict[str, Callable[[_Request], AWSResponse]] = {
             "CreateBucket": self.create_bucket,
             "HeadBucket": self.head_bucket,
@@ -756,8 +760,16 @@ class DiskS3:
                 "InvalidArgument", "Part number must be an integer between 1 and 10000", 400
             )
         body = _Decoder(request)
-        stat = self._write(folder / f"part-{number:05d}", request.key, body.chunks(), durable=False)
-        return _response(request.url, 200, {"ETag": etag_of(stat), **body.echo()})
+        with self._upload_lock(folder.name):
+            parts = _Parts.read(folder)
+            if parts.can_append(number):
+                etag = parts.append(number, body.chunks())
+            else:
+                stat = self._write(
+                    folder / f"part-{number:05d}", request.key, body.chunks(), durable=False
+                )
+                etag = etag_of(stat)
+        return _response(request.url, 200, {"ETag": etag, **body.echo()})
 
     def complete_multipart_upload(self, request: _Request) -> AWSResponse:
         """CompleteMultipartUpload: the listed parts, ascending, ETags matching, all but the
@@ -781,34 +793,33 @@ class DiskS3:
                 400,
                 UploadId=request.query["uploadId"],
             )
-        files: list[Path] = []
-        for index, (number, tag) in enumerate(listed):
-            path = folder / f"part-{number:05d}"
-            try:
-                stat = path.stat()
-            except FileNotFoundError:
-                stat = None
-            if stat is None or tag.strip('"') != etag_of(stat).strip('"'):
-                raise S3Error(
-                    "InvalidPart",
-                    "One or more of the specified parts could not be found. The part might "
-                    "not have been uploaded, or the specified entity tag might not have "
-                    "matched the part's entity tag.",
-                    400,
-                    UploadId=request.query["uploadId"],
-                    PartNumber=str(number),
-                )
-            if index < len(listed) - 1 and stat.st_size < MIN_PART_BYTES:
-                raise S3Error(
-                    "EntityTooSmall",
-                    "Your proposed upload is smaller than the minimum allowed object size.",
-                    400,
-                    PartNumber=str(number),
-                )
-            files.append(path)
-        target = self.object_path(request.bucket, request.key)
-        stat = self._place(target, request.key, lambda tmp: _concatenate(files, tmp))
+        with self._upload_lock(folder.name):
+            parts = _Parts.read(folder)
+            pieces: list[_Piece] = []
+            for index, (number, tag) in enumerate(listed):
+                piece = parts.piece(number)
+                if piece is None or tag.strip('"') != piece.etag.strip('"'):
+                    raise S3Error(
+                        "InvalidPart",
+                        "One or more of the specified parts could not be found. The part "
+                        "might not have been uploaded, or the specified entity tag might not "
+                        "have matched the part's entity tag.",
+                        400,
+                        UploadId=request.query["uploadId"],
+                        PartNumber=str(number),
+                    )
+                if index < len(listed) - 1 and piece.size < MIN_PART_BYTES:
+                    raise S3Error(
+                        "EntityTooSmall",
+                        "Your proposed upload is smaller than the minimum allowed object size.",
+                        400,
+                        PartNumber=str(number),
+                    )
+                pieces.append(piece)
+            target = self.object_path(request.bucket, request.key)
+            stat = self._place(target, request.key, lambda tmp: parts.assemble(pieces, tmp))
         shutil.rmtree(folder, ignore_errors=True)
+        self._upload_locks.pop(folder.name, None)
         result = (
             _el("Location", f"/{request.bucket}/{quote(request.key)}")
             + _el("Bucket", request.bucket)
@@ -819,8 +830,16 @@ class DiskS3:
 
     def abort_multipart_upload(self, request: _Request) -> AWSResponse:
         """AbortMultipartUpload: the parts are deleted (API_AbortMultipartUpload.html)."""
-        shutil.rmtree(self._upload(request), ignore_errors=True)
+        folder = self._upload(request)
+        with self._upload_lock(folder.name):
+            shutil.rmtree(folder, ignore_errors=True)
+        self._upload_locks.pop(folder.name, None)
         return _response(request.url, 204)
+
+    def _upload_lock(self, upload_id: str) -> threading.Lock:
+        """One upload's parts are written one at a time (they may come from threads)."""
+        with self._locks_lock:
+            return self._upload_locks.setdefault(upload_id, threading.Lock())
 
     def _upload(self, request: _Request) -> Path:
         self.bucket_path(request.bucket)
@@ -1086,23 +1105,115 @@ def _link_or_copy(src: Path, tmp: Path, key: str) -> None:
 
 def _concatenate(files: list[Path], tmp: Path) -> None:
     """Append ``files`` to ``tmp`` in the kernel where possible, never all in memory."""
+    _copy_pieces([_Piece(path, 0, path.stat().st_size, "") for path in files], tmp)
+
+
+def _copy_pieces(pieces: list[_Piece], tmp: Path) -> None:
+    """Write the byte ranges ``pieces`` one after another into ``tmp`` and sync it."""
     with tmp.open("wb") as out:
-        for path in files:
-            with path.open("rb") as source:
-                size = os.fstat(source.fileno()).st_size
+        for piece in pieces:
+            with piece.path.open("rb") as source:
                 copied = 0
                 with contextlib.suppress(OSError, AttributeError):
-                    while copied < size:
-                        sent = os.copy_file_range(source.fileno(), out.fileno(), size - copied)
+                    while copied < piece.size:
+                        sent = os.copy_file_range(
+                            source.fileno(),
+                            out.fileno(),
+                            piece.size - copied,
+                            piece.offset + copied,
+                        )
                         if sent == 0:
                             break
                         copied += sent
-                if copied < size:
-                    source.seek(copied)
+                if copied < piece.size:
+                    source.seek(piece.offset + copied)
                     out.seek(0, os.SEEK_END)
-                    shutil.copyfileobj(source, out, _BLOCK)
+                    left = piece.size - copied
+                    while left and (block := source.read(min(left, _BLOCK))):
+                        out.write(block)
+                        left -= len(block)
         out.flush()
         os.fsync(out.fileno())
+
+
+@dataclass(frozen=True)
+class _Piece:
+    """Bytes ``offset`` to ``offset + size`` of ``path``: one part of a multipart upload."""
+
+    path: Path
+    offset: int
+    size: int
+    etag: str
+
+
+class _Parts:
+    """The parts of one multipart upload, in its folder.
+
+    Parts that arrive in ascending order (as boto3 sends them from one thread) are
+    appended to one file, ``assembly``, indexed in ``assembly.json``; a part that comes
+    out of order, or again, is a file of its own, ``part-NNNNN``, which takes precedence.
+    CompleteMultipartUpload of the assembly's first parts renames the assembly into place,
+    so such an object is written once; any other list of parts is copied into a new file.
+    The caller holds the upload's lock.
+    """
+
+    def __init__(self, folder: Path, assembled: list[list[Any]]) -> None:
+        self.folder = folder
+        self.assembly = folder / "assembly"
+        self.assembled = assembled  # [number, offset, size, etag], numbers ascending
+
+    @classmethod
+    def read(cls, folder: Path) -> _Parts:
+        index = folder / "assembly.json"
+        return cls(folder, json.loads(index.read_text()) if index.is_file() else [])
+
+    def _separate(self, number: int) -> Path:
+        return self.folder / f"part-{number:05d}"
+
+    def can_append(self, number: int) -> bool:
+        """Whether part ``number`` comes after every assembled part, and not again."""
+        after = not self.assembled or number > self.assembled[-1][0]
+        return after and not self._separate(number).exists()
+
+    def append(self, number: int, chunks: Iterator[bytes]) -> str:
+        """Append one part's body to the assembly; a body that fails leaves it as it was."""
+        offset = self.assembly.stat().st_size if self.assembly.exists() else 0
+        with self.assembly.open("ab") as out:
+            try:
+                for chunk in chunks:
+                    out.write(chunk)
+                out.flush()
+            except BaseException:
+                out.truncate(offset)
+                raise
+            size = out.tell() - offset
+        identity = f"{self.folder.name}:{number}:{offset}:{size}:{time.time_ns()}".encode()
+        etag = f'"{hashlib.blake2b(identity, digest_size=16).hexdigest()}"'
+        self.assembled.append([number, offset, size, etag])
+        (self.folder / "assembly.json").write_text(json.dumps(self.assembled))
+        return etag
+
+    def piece(self, number: int) -> _Piece | None:
+        """Where part ``number``'s bytes are, or None if it was never uploaded."""
+        separate = self._separate(number)
+        with contextlib.suppress(FileNotFoundError):
+            stat = separate.stat()
+            return _Piece(separate, 0, stat.st_size, etag_of(stat))
+        for entry, offset, size, etag in self.assembled:
+            if entry == number:
+                return _Piece(self.assembly, offset, size, etag)
+        return None
+
+    def assemble(self, pieces: list[_Piece], tmp: Path) -> None:
+        """Fill ``tmp`` with ``pieces`` in order and sync it."""
+        whole = [_Piece(self.assembly, off, size, tag) for _, off, size, tag in self.assembled]
+        if pieces == whole[: len(pieces)]:  # the assembly's first parts, nothing between
+            with self.assembly.open("r+b") as handle:
+                handle.truncate(pieces[-1].offset + pieces[-1].size)
+                os.fsync(handle.fileno())
+            os.replace(self.assembly, tmp)
+            return
+        _copy_pieces(pieces, tmp)
 
 
 def _fsync_dir(folder: Path) -> None:
