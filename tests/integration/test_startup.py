@@ -159,3 +159,30 @@ print("SEEN", seen)
     assert "SEEN [('before', False), ('after', True, True)]" in result.stdout, (
         result.stdout + result.stderr
     )
+
+
+def test_a_run_lists_botocore_s_service_folders_once_per_kind_of_model(tmp_path: Path) -> None:
+    # A new botocore loader lists ~400 service folders before it finds a model (15-30 ms);
+    # botocore's sessions and moto's models each come from one loader per process.
+    code = """
+import sys
+from botocore.loaders import Loader
+from deltaload import cli
+scans = set()
+real = Loader.list_available_services  # cached per loader and kind of model
+def counted(self, type_name):
+    scans.add((id(self), type_name))  # a loader's first call for a kind is a scan
+    return real(self, type_name)
+Loader.list_available_services = counted
+sys.argv = ["deltaload", "run"]
+try:
+    cli.main()
+except SystemExit:
+    pass
+print("SCANS", ",".join(sorted(kind for _, kind in scans)))
+"""
+    result = _python(code, tmp_path)
+    assert "SCANS" in result.stdout, result.stdout + result.stderr
+    kinds = result.stdout.split("SCANS ", 1)[1].split()[0].split(",")
+    # botocore's shared loader and moto's own: at most one scan each per kind of model
+    assert max(kinds.count(kind) for kind in kinds) <= 2, kinds
