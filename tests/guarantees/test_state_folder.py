@@ -208,15 +208,23 @@ WINDOWED_PHASES = [
     "after:VerifyPublishFunction#3",  # both windows published, the watermark not recorded
     "before-rename:ControllerTable@RecordSuccessFunction",
 ]
-KILLS = [pytest.param(SEED, phase, id=phase) for phase in PHASES] + [
-    pytest.param(WINDOWED, phase, id=f"windowed-{phase}") for phase in WINDOWED_PHASES
-]
+# The same windows on DMS Serverless: a replication config per window.
+SERVERLESS_WINDOWED = {**WINDOWED, "replicationmode": "serverless"}
+KILLS = (
+    [pytest.param(SEED, phase, id=phase) for phase in PHASES]
+    + [pytest.param(WINDOWED, phase, id=f"windowed-{phase}") for phase in WINDOWED_PHASES]
+    + [
+        pytest.param(SERVERLESS_WINDOWED, phase, id=f"serverless-windowed-{phase}")
+        for phase in WINDOWED_PHASES
+    ]
+)
 
 
 @pytest.mark.parametrize(("item", "phase"), KILLS)
 def test_a_kill_at_any_phase_loses_and_doubles_nothing(
     folder: Folder, item: dict[str, Any], phase: str
 ) -> None:
+    mode = item.get("replicationmode", "instance")
     folder.onboard(item)
     first = folder.run("run")
     assert first.returncode == 0, first.stdout + first.stderr
@@ -239,6 +247,7 @@ def test_a_kill_at_any_phase_loses_and_doubles_nothing(
     history = folder.history("orders_s3")
     assert [r for r in history if r["status"] == "RUNNING"] == [], history
     assert history[-1]["status"] == "SUCCEEDED"
+    assert {r.get("replicationMode") for r in history} == {mode}, history
 
 
 def test_an_orphaned_run_is_recorded_as_interrupted(folder: Folder) -> None:
