@@ -146,11 +146,13 @@ def ids_of(files: list[Path]) -> pa.ChunkedArray:
     )
 
 
-def failing_run(rt: LocalRuntime, ticks: Ticks) -> tuple[str, str]:
-    """Tick with window 3's task failing after 1,000 rows; (run id, status)."""
+def failing_run(rt: LocalRuntime, ticks: Ticks, mode: str = "instance") -> tuple[str, str]:
+    """Tick with window 3's load (its task, or serverless its replication config) failing
+    after 1,000 rows; (run id, status)."""
     moment = ticks()
     run_id = names.execution_name(TARGET, names.tick(moment))
-    rt.dms.faults.fail_after_rows(names.window_names(TARGET, run_id, 3).task, 1000)
+    window = names.window_names(TARGET, run_id, 3)
+    rt.dms.faults.fail_after_rows(window.config if mode == "serverless" else window.task, 1000)
     [execution] = rt.tick([TARGET], now=moment).executions
     assert rt.dms.faults.armed() == [], "window 3's fault never fired"
     return execution.name, execution.status
@@ -242,4 +244,37 @@ def test_a_failed_window_is_resumed_by_the_next_run_and_every_row_lands_once(
         assert len(ids) == rows, f"{len(ids)} rows published, expected {rows}"
         assert len(pc.unique(ids)) == rows, "a row was published twice"
         assert (pc.min(ids).as_py(), pc.max(ids).as_py()) == (1, rows)
+        assert_clean(rt)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backfill", ["sqlite"], indirect=True)
+def test_a_serverless_backfill_resumes_a_failed_window_and_every_row_lands_once(
+    backfill: Backfill, tmp_path: Path
+) -> None:
+    """The integer case on DMS Serverless: each window loads through a replication config
+    of its own, window 3's fails, and the next run loads windows 3-4 only."""
+    state, ticks = tmp_path / "state", Ticks()
+    environment = {"POLL_INITIAL_SECONDS": "0", "POLL_MAX_SECONDS": "1"}
+    with LocalRuntime(
+        ROOT, state, Source.from_url(backfill.url), timing=FAST, environment=environment
+    ) as rt:
+        rt.put_item(backfill.item(**CASES["integer"], replicationmode="serverless"))
+        first, status = failing_run(rt, ticks, "serverless")
+        assert status == "FAILED"
+        units = published(state, rt)
+        assert sorted(units) == [f"{first}-w0001", f"{first}-w0002"]
+        assert rt.item(TARGET)["watermark"] == "1000000"
+        assert_clean(rt)
+
+        [second] = rt.tick([TARGET], now=ticks()).executions
+        assert second.status == "SUCCEEDED", second
+        units = published(state, rt)
+        later = sorted(u for u in units if u.startswith(second.name))
+        assert [len(ids_of(units[u])) for u in later] == [500_000, 500_000]
+        assert rt.item(TARGET)["watermark"] == str(ROWS)
+        ids = ids_of([f for files in units.values() for f in files])
+        assert len(ids) == len(pc.unique(ids)) == ROWS
+        assert (pc.min(ids).as_py(), pc.max(ids).as_py()) == (1, ROWS)
+        assert {r["replicationMode"] for r in rt.history(TARGET)} == {"serverless"}
         assert_clean(rt)
