@@ -10,36 +10,17 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
-import boto3
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from deltaload.local.account import REGION
 from deltaload.local.dms.errors import LoadError
 from deltaload.local.dms.writer import PART_BYTES, ParquetSink, TargetSettings
 from deltaload.local.s3 import UPLOADS, DiskS3
 
-BUCKET = "lake"
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> DiskS3:
-    return DiskS3(tmp_path / "s3")
-
-
-@pytest.fixture
-def s3(store: DiskS3, monkeypatch: pytest.MonkeyPatch) -> Any:
-    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
-        monkeypatch.setenv(name, "local")
-    session = boto3.Session(region_name=REGION)
-    store.install(session.events)
-    client = session.client("s3")
-    client.create_bucket(Bucket=BUCKET)
-    return client
+BUCKET = "lake"  # the bucket the s3 fixture (tests/conftest.py) creates
 
 
 def _calls(s3: Any) -> Counter[str]:

@@ -33,6 +33,18 @@ sys.exit(code)
 """
 
 
+# Appended to a probe's code: ``deltaload run`` in that interpreter, to its end.
+RUN = """
+import sys
+from deltaload import cli
+sys.argv = ["deltaload", "run"]
+try:
+    cli.main()
+except SystemExit:
+    pass
+"""
+
+
 def _python(code: str, folder: Path | None = None, *args: str) -> subprocess.CompletedProcess:
     """``code`` in a fresh interpreter (in ``folder``, state folder ``state``)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "DELTALOAD_STATE_DIR": "state"}
@@ -138,7 +150,8 @@ def test_a_run_that_publishes_nothing_never_starts_the_glue_emulation(tmp_path: 
 def test_the_collector_is_off_for_start_up_only(tmp_path: Path) -> None:
     # main() turns the garbage collector off while modules and emulated services load,
     # and the runtime, once built, turns it back on: a long run's garbage is collected.
-    code = """
+    code = (
+        """
 import gc, sys
 from deltaload import cli
 seen = []
@@ -148,13 +161,12 @@ def spy():
     real()
     seen.append(("after", gc.isenabled(), gc.get_freeze_count() > 0))
 cli.started_up = spy
-sys.argv = ["deltaload", "run"]
-try:
-    cli.main()
-except SystemExit:
-    pass
+"""
+        + RUN
+        + """
 print("SEEN", seen)
 """
+    )
     result = _python(code, tmp_path)
     assert "SEEN [('before', False), ('after', True, True)]" in result.stdout, (
         result.stdout + result.stderr
@@ -164,7 +176,8 @@ print("SEEN", seen)
 def test_a_run_lists_botocore_s_service_folders_once_per_kind_of_model(tmp_path: Path) -> None:
     # A new botocore loader lists ~400 service folders before it finds a model (15-30 ms);
     # botocore's sessions and moto's models each come from one loader per process.
-    code = """
+    code = (
+        """
 import sys
 from botocore.loaders import Loader
 from deltaload import cli
@@ -174,13 +187,12 @@ def counted(self, type_name):
     scans.add((id(self), type_name))  # a loader's first call for a kind is a scan
     return real(self, type_name)
 Loader.list_available_services = counted
-sys.argv = ["deltaload", "run"]
-try:
-    cli.main()
-except SystemExit:
-    pass
+"""
+        + RUN
+        + """
 print("SCANS", ",".join(sorted(kind for _, kind in scans)))
 """
+    )
     result = _python(code, tmp_path)
     assert "SCANS" in result.stdout, result.stdout + result.stderr
     kinds = result.stdout.split("SCANS ", 1)[1].split()[0].split(",")

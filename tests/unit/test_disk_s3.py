@@ -26,24 +26,8 @@ from botocore.exceptions import ClientError
 from deltaload.local.account import REGION
 from deltaload.local.s3 import TMP_PREFIX, DiskS3
 
-BUCKET = "lake"
+BUCKET = "lake"  # the bucket the s3 fixture (tests/conftest.py) creates
 MB = 1024 * 1024
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> DiskS3:
-    return DiskS3(tmp_path / "s3")
-
-
-@pytest.fixture
-def s3(store: DiskS3, monkeypatch: pytest.MonkeyPatch) -> Any:
-    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
-        monkeypatch.setenv(name, "local")
-    session = boto3.Session(region_name=REGION)
-    store.install(session.events)
-    client = session.client("s3")
-    client.create_bucket(Bucket=BUCKET)
-    return client
 
 
 def code_of(error: pytest.ExceptionInfo[ClientError]) -> str:
