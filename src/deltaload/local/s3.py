@@ -20,7 +20,10 @@ over 8 MB). Here a command touches only the objects it reads or writes:
   a killed writer's temporary file is never listed and is removed when its folder is
   next listed;
 - a read streams from the file (ranges seek), never holding a whole object in memory;
-- multipart parts are files under ``<root>/.uploads/<uploadId>/`` until completed;
+- multipart parts live under ``<root>/.uploads/<uploadId>/`` until completed: parts sent
+  in ascending order are appended to one file that completing renames into place (the
+  object is written once), any other part is a file of its own (``_Parts``); parts are
+  not synced, the completed object is;
 - CopyObject hard-links the source (objects are never changed in place, only replaced
   by rename), falling back to a streamed copy across file systems.
 
