@@ -9,6 +9,7 @@ the same way, so one loader per search path serves them all.
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from typing import Any
@@ -53,10 +54,14 @@ def share_botocore_data() -> None:
     # through a new loader per read, and a new loader lists every service folder of
     # botocore's data before it finds the file: 20-30 ms per emulated service.
     import moto.core.utils
+
+    moto_utils: Any = moto.core.utils
+    moto_utils.create_loader = _moto_loader
+
+
+@functools.cache
+def _moto_loader() -> Loader:
+    """moto's own loader (botocore's data plus moto's additions), one per process."""
     from moto.core.loaders import create_loader
 
-    with _lock:
-        if "moto" not in _loaders:
-            _loaders["moto"] = create_loader()
-    moto_utils: Any = moto.core.utils
-    moto_utils.create_loader = lambda: _loaders["moto"]
+    return create_loader()
