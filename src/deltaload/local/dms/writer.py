@@ -227,12 +227,12 @@ class _Upload:
     def finish(self) -> None:
         """Send what is left and complete the upload: the object exists from here."""
         if self._upload_id is None:
-            self._call("PutObject", Body=self._buffer)
+            self._call("put_object", Body=self._buffer)
             return
         if self._buffer or not self._parts:
             self._send_part()
         self._call(
-            "CompleteMultipartUpload",
+            "complete_multipart_upload",
             UploadId=self._upload_id,
             MultipartUpload={"Parts": self._parts},
         )
@@ -253,18 +253,18 @@ class _Upload:
 
     def _send_part(self) -> None:
         if self._upload_id is None:
-            self._upload_id = self._call("CreateMultipartUpload")["UploadId"]
+            self._upload_id = self._call("create_multipart_upload")["UploadId"]
         number = len(self._parts) + 1
         answer = self._call(
-            "UploadPart", UploadId=self._upload_id, PartNumber=number, Body=self._buffer
+            "upload_part", UploadId=self._upload_id, PartNumber=number, Body=self._buffer
         )
         self._parts.append({"PartNumber": number, "ETag": answer["ETag"]})
         self._buffer = bytearray()
 
-    def _call(self, operation: str, **params: Any) -> dict[str, Any]:
-        method = getattr(self._s3, _SNAKE[operation])
+    def _call(self, method: str, **params: Any) -> dict[str, Any]:
+        """``method`` of the S3 client on this file's object; an error aborts the upload."""
         try:
-            return method(Bucket=self._target.bucket, Key=self._key, **params)
+            return getattr(self._s3, method)(Bucket=self._target.bucket, Key=self._key, **params)
         except Exception as exc:
             self._failure = LoadError(
                 f"target endpoint {self._target.endpoint_id}: cannot write "
@@ -272,14 +272,6 @@ class _Upload:
             )
             self.abort()
             raise self._failure from exc
-
-
-_SNAKE = {
-    "PutObject": "put_object",
-    "CreateMultipartUpload": "create_multipart_upload",
-    "UploadPart": "upload_part",
-    "CompleteMultipartUpload": "complete_multipart_upload",
-}
 
 
 def _with_timestamp_column(schema: pa.Schema, name: str | None) -> pa.Schema:
