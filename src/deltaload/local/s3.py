@@ -1103,16 +1103,12 @@ def _link_or_copy(src: Path, tmp: Path, key: str) -> None:
     except OSError as error:
         if error.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
             raise
-    _concatenate([src], tmp)
-
-
-def _concatenate(files: list[Path], tmp: Path) -> None:
-    """Append ``files`` to ``tmp`` in the kernel where possible, never all in memory."""
-    _copy_pieces([_Piece(path, 0, path.stat().st_size, "") for path in files], tmp)
+    _copy_pieces([_Piece(src, 0, src.stat().st_size, "")], tmp)
 
 
 def _copy_pieces(pieces: list[_Piece], tmp: Path) -> None:
-    """Write the byte ranges ``pieces`` one after another into ``tmp`` and sync it."""
+    """Write the byte ranges ``pieces`` one after another into ``tmp`` (in the kernel where
+    possible, never all in memory) and sync it."""
     with tmp.open("wb") as out:
         for piece in pieces:
             with piece.path.open("rb") as source:
