@@ -792,6 +792,8 @@ def _cast(array: pa.Array, column: Column) -> pa.Array:
             return pc.cast(array, column.arrow_type, safe=False)
         return pc.cast(array, column.arrow_type)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        # Arrow's cast is the fast path and refuses rather than guesses; text timestamps
+        # it refuses get the slow parser (_parse_times), anything else is the load's error.
         if pa.types.is_string(array.type) and column.kind in (
             Kind.TIMESTAMP,
             Kind.TIMESTAMPTZ,
